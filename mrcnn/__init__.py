@@ -1,0 +1,1 @@
+"""Keras 3 Mask R-CNN (ResNet/MobileNetV2-FPN) for nuclei."""

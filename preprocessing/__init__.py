@@ -1,0 +1,1 @@
+"""Reading, normalising, augmenting and sampling nucleus images; shared by both models."""

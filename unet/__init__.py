@@ -1,0 +1,1 @@
+"""Keras U-Net whose body/border/background maps become nuclei by watershed."""
