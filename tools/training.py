@@ -1,0 +1,206 @@
+"""Training infrastructure shared by both models: run folders, checkpoints, resume, signals.
+
+A run folder holds:
+
+    config.json           what built the model (written before the first step)
+    last.weights.h5       weights after the last finished epoch (or at an interruption)
+    last.optimizer.npz    optimizer variables saved with them, so a resume loses nothing
+    best.weights.h5       weights with the best monitored value so far
+    state.json            {"epoch": epochs finished, "best": value, "interrupted": bool}
+    log.csv, tensorboard/ per-epoch metrics
+
+Every file is written to a temporary name and renamed, so a crash leaves the
+previous version intact.
+"""
+
+import contextlib
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from preprocessing.errors import NucleiError
+from tools.io import atomic_path, save_json_atomic, save_weights_atomic
+
+
+class TrainingStopped(Exception):
+    """Training ended early for a reason the user must see (NaN loss)."""
+
+
+def read_state(run_dir):
+    path = Path(run_dir) / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise NucleiError(f"corrupt training state: {error}", path) from None
+
+
+def resume_state(run_dir):
+    """(initial_epoch, weights_path | None) to continue a run in ``run_dir``."""
+    state = read_state(run_dir)
+    weights = Path(run_dir) / "last.weights.h5"
+    if state is None or not weights.is_file():
+        return 0, None
+    return int(state["epoch"]), weights
+
+
+def save_optimizer(optimizer, path):
+    tmp = atomic_path(path).with_suffix(".npz")
+    np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
+    os.replace(tmp, path)
+
+
+def load_optimizer(optimizer, model, path):
+    """Restore optimizer variables saved by save_optimizer (builds the optimizer first)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    optimizer.build(model.trainable_variables)
+    with np.load(path) as data:
+        values = [data[f"arr_{k}"] for k in range(len(data.files))]
+    if len(values) != len(optimizer.variables):
+        return False  # a different optimizer or model: start its state afresh
+    for variable, value in zip(optimizer.variables, values):
+        if tuple(variable.shape) != value.shape:
+            return False
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    return True
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Atomic last/best checkpoints, NaN guard, and a graceful stop on SIGTERM / Ctrl-C.
+
+    Args:
+        run_dir: the run folder.
+        monitor: the logged value deciding "best" (e.g. 'val_loss').
+        mode: 'min' or 'max'.
+        initial_epoch: epochs already done (for a resumed run).
+    """
+
+    def __init__(self, run_dir, monitor="val_loss", mode="min", initial_epoch=0):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        state = read_state(run_dir) or {}
+        self.best = state.get("best")
+        self.epoch = initial_epoch
+        self.stop_signal = None
+        self.nan_batch = None
+        self._previous_handlers = {}
+
+    # --- signals: stop at the end of the current batch and save ------------
+    def _handle(self, signum, frame):
+        self.stop_signal = signum
+
+    def on_train_begin(self, logs=None):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous_handlers[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_batch = (self.epoch, batch)
+            self.model.stop_training = True  # last good checkpoint stays as it is
+        elif self.stop_signal is not None:
+            self._save(epochs_done=self.epoch, interrupted=True)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_batch is not None or self.stop_signal is not None:
+            return
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        improved = value is not None and math.isfinite(float(value)) and (
+            self.best is None or self.sign * float(value) < self.sign * float(self.best))
+        if improved:
+            self.best = float(value)
+            save_weights_atomic(self.model, self.run_dir / "best.weights.h5")
+        self._save(epochs_done=epoch + 1, interrupted=False)
+
+    def _save(self, epochs_done, interrupted):
+        save_weights_atomic(self.model, self.run_dir / "last.weights.h5")
+        if self.model.optimizer is not None and self.model.optimizer.built:
+            save_optimizer(self.model.optimizer, self.run_dir / "last.optimizer.npz")
+        save_json_atomic(self.run_dir / "state.json",
+                         {"epoch": int(epochs_done), "best": self.best, "monitor": self.monitor,
+                          "interrupted": interrupted})
+
+    def check(self):
+        """Raise TrainingStopped if training ended on a NaN loss; report a signal stop."""
+        if self.nan_batch is not None:
+            epoch, batch = self.nan_batch
+            raise TrainingStopped(
+                f"loss became NaN/inf at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
+                f"checkpoint is {self.run_dir / 'last.weights.h5'}. Lower the learning rate and --resume.")
+        return self.stop_signal is not None
+
+
+def cosine_schedule(base_lr, epochs, warmup_epochs=1, min_fraction=0.02):
+    """Epoch -> learning rate: linear warm-up then cosine decay (a pure function of epoch)."""
+
+    def schedule(epoch, lr=None):
+        if epoch < warmup_epochs:
+            return base_lr * (epoch + 1) / (warmup_epochs + 1)
+        progress = (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)
+        return base_lr * (min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+    return schedule
+
+
+def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None):
+    """[RunCheckpoint, CSVLogger, TensorBoard (TF backend), LearningRateScheduler] for a run."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch),
+                 keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=initial_epoch > 0)]
+    if keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    if schedule is not None:
+        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
+    return callbacks
+
+
+def get_strategy(multi_gpu=False):
+    """A tf.distribute strategy: MirroredStrategy over all GPUs (or logical CPUs when
+    no GPU is present and several CPU devices are configured) when ``multi_gpu``, else
+    the default one. Under a non-TensorFlow Keras backend a no-op stand-in."""
+    if keras.backend.backend() != "tensorflow":
+        if multi_gpu:
+            raise NucleiError("--multi-gpu needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+        return _NoStrategy()
+    import tensorflow as tf
+
+    if not multi_gpu:
+        return tf.distribute.get_strategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < 2:
+        raise NucleiError(f"--multi-gpu asked for, but only {len(devices)} device(s) found")
+    return tf.distribute.MirroredStrategy(devices)
+
+
+class _NoStrategy:
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()

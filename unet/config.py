@@ -1,0 +1,160 @@
+"""U-Net configuration: every field documented, validated when built, saved beside weights.
+
+A trained U-Net on disk is a pair ``NAME.weights.h5`` + ``NAME.json`` (this config),
+so prediction needs only the weights path.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from preprocessing.errors import NucleiError
+
+# Output channels of the network, in order (softmax over the three).
+CLASSES = ("body", "border", "background")
+
+
+@dataclasses.dataclass
+class UNetConfig:
+    # --- network -------------------------------------------------------------
+    # Encoder: 'plain' (conv-BN-ReLU blocks trained from scratch) or 'mobilenetv2'
+    # (keras.applications.MobileNetV2, ImageNet weights loaded from ENCODER_WEIGHTS).
+    encoder: str = "plain"
+    # Levels of down-sampling; the input side must be a multiple of 2**depth.
+    depth: int = 4
+    # Filters of the first level; level k has base_filters * 2**k, capped by max_filters.
+    base_filters: int = 32
+    max_filters: int = 256
+    # Batch normalisation after each convolution.
+    batch_norm: bool = True
+    # Dropout rate in the bottleneck (0 = off).
+    dropout: float = 0.1
+    # Dilation rates of parallel 3x3 convolutions summed in the bottleneck: more
+    # context for crowded and micro nuclei (the seed talk). () = plain bottleneck.
+    bottleneck_dilations: tuple = (1, 2, 4)
+    # Path of the ImageNet encoder weights (.weights.h5), for encoder='mobilenetv2'.
+    encoder_weights: str | None = None
+
+    # --- input ---------------------------------------------------------------
+    # 'plain' (RGB / 255) or 'clahe' (CLAHE on L of LAB plus H of HSV: 2 channels).
+    normalization: str = "plain"
+    # Invert images whose background is light so nuclei are always bright.
+    invert_light_background: bool = False
+
+    # --- targets and loss ----------------------------------------------------
+    # Border band of each nucleus: width grows with nucleus size,
+    # clip(round(sqrt(area) * border_width_factor), 1, border_width_max) pixels.
+    border_width_factor: float = 0.08
+    border_width_max: int = 3
+    # Loss weights per class in the cross-entropy (body, border, background).
+    class_weights: tuple = (1.0, 2.0, 0.5)
+    # Weight of the soft Dice term on the foreground (body + border).
+    dice_weight: float = 1.0
+    # Focal-loss gamma (0 = plain cross-entropy): more attention to hard pixels.
+    focal_gamma: float = 0.0
+
+    # --- instances (post-processing; tuned on the validation split) ----------
+    # A pixel is foreground where P(body) + P(border) exceeds this.
+    foreground_threshold: float = 0.5
+    # Seeds: connected components of P(body) above this.
+    seed_threshold: float = 0.7
+    # Seeds smaller than this many pixels are dropped.
+    min_seed_size: int = 3
+    # Final nuclei smaller than this many pixels are dropped.
+    min_nucleus_size: int = 8
+
+    # --- training ------------------------------------------------------------
+    crop_size: int = 256
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+    # --- inference -----------------------------------------------------------
+    # Images larger than this on a side are processed in overlapping tiles.
+    tile_size: int = 1024
+    tile_overlap: int = 64
+
+    def __post_init__(self):
+        self.bottleneck_dilations = tuple(self.bottleneck_dilations)
+        self.class_weights = tuple(self.class_weights)
+        self.validate()
+
+    def validate(self):
+        def fail(message):
+            raise NucleiError(f"UNetConfig: {message}")
+
+        if self.encoder not in ("plain", "mobilenetv2"):
+            fail(f"encoder must be 'plain' or 'mobilenetv2', got {self.encoder!r}")
+        if self.encoder == "mobilenetv2" and self.depth != 5:
+            fail("encoder='mobilenetv2' down-samples 5 times: set depth=5")
+        if not 1 <= self.depth <= 7:
+            fail(f"depth must be 1..7, got {self.depth}")
+        if self.base_filters < 1 or self.max_filters < self.base_filters:
+            fail("need 1 <= base_filters <= max_filters")
+        if not 0 <= self.dropout < 1:
+            fail(f"dropout must be in [0, 1), got {self.dropout}")
+        if any(int(d) < 1 for d in self.bottleneck_dilations):
+            fail("bottleneck_dilations must be positive integers")
+        if self.normalization not in ("plain", "clahe"):
+            fail(f"normalization must be 'plain' or 'clahe', got {self.normalization!r}")
+        if len(self.class_weights) != len(CLASSES):
+            fail(f"class_weights needs {len(CLASSES)} values")
+        for name in ("foreground_threshold", "seed_threshold"):
+            if not 0 < getattr(self, name) < 1:
+                fail(f"{name} must be in (0, 1)")
+        if self.crop_size % self.multiple != 0:
+            fail(f"crop_size {self.crop_size} must be a multiple of 2**depth = {self.multiple}")
+        if self.tile_size % self.multiple != 0 or self.tile_overlap >= self.tile_size // 2:
+            fail("tile_size must be a multiple of 2**depth and tile_overlap < tile_size / 2")
+        if self.batch_size < 1 or self.learning_rate <= 0:
+            fail("batch_size must be >= 1 and learning_rate > 0")
+
+    # --- derived values (computed here only) --------------------------------
+    @property
+    def multiple(self):
+        """Input sides must be multiples of this."""
+        return 2 ** self.depth
+
+    @property
+    def input_channels(self):
+        return 2 if self.normalization == "clahe" else 3
+
+    def level_filters(self):
+        """Filters per encoder level, [depth + 1] including the bottleneck."""
+        return [min(self.base_filters * 2 ** k, self.max_filters) for k in range(self.depth + 1)]
+
+    # --- persistence ---------------------------------------------------------
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise NucleiError(f"unknown U-Net config fields: {', '.join(sorted(unknown))}", source)
+        return cls(**values)
+
+    def save(self, path):
+        from tools.io import save_json_atomic
+
+        save_json_atomic(path, {"model": "unet", "config": self.to_dict()})
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise NucleiError(f"cannot read config: {error}", path) from None
+        if data.get("model") != "unet":
+            raise NucleiError(f"not a U-Net config (model={data.get('model')!r})", path)
+        return cls.from_dict(data["config"], source=path)
+
+
+def config_path_for(weights_path):
+    """The config JSON that belongs to a weights file: X.weights.h5 -> X.json."""
+    weights_path = Path(weights_path)
+    name = weights_path.name
+    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights_path.stem
+    return weights_path.with_name(stem + ".json")

@@ -1,0 +1,67 @@
+"""From U-Net probability maps to nucleus instances: seeded watershed (pure numpy/scikit-image).
+
+seeds = connected components of P(body) > seed_threshold (small ones dropped);
+foreground = P(body) + P(border) > foreground_threshold;
+each foreground pixel joins a seed by watershed on -P(body), foreground
+components without any seed become one nucleus each; holes are filled and
+nuclei below the minimum size are dropped.
+"""
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+from preprocessing.dataset import relabel_consecutive
+from unet.targets import BACKGROUND, BODY
+
+
+def fill_holes_per_label(labels):
+    """Fill holes inside each nucleus without touching neighbours; int32 [H, W] -> same."""
+    out = labels.copy()
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        if window is None:
+            continue
+        mask = labels[window] == index
+        filled = ndimage.binary_fill_holes(mask)
+        holes = filled & ~mask & (out[window] == 0)
+        out[window][holes] = index
+    return out
+
+
+def remove_small(labels, min_size):
+    """Drop nuclei smaller than min_size pixels and renumber 1..N."""
+    if min_size <= 1 or labels.max() == 0:
+        return relabel_consecutive(labels)
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    labels = np.where(small[labels], 0, labels)
+    return relabel_consecutive(labels)
+
+
+def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_threshold=0.7,
+                            min_seed_size=3, min_nucleus_size=8):
+    """probabilities: float [H, W, 3] softmax (body, border, background) -> labels int32 [H, W]."""
+    body = probabilities[..., BODY]
+    foreground = (1.0 - probabilities[..., BACKGROUND]) > foreground_threshold
+    seeds, _ = ndimage.label(body > seed_threshold)
+    seeds = remove_small(seeds, min_seed_size)
+    seeds[~foreground] = 0
+    # Foreground blobs with no seed still count as nuclei (faint or tiny ones).
+    blobs, n_blobs = ndimage.label(foreground)
+    if n_blobs:
+        seeded = np.zeros(n_blobs + 1, bool)
+        seeded[np.unique(blobs[seeds > 0])] = True
+        unseeded = ~seeded[blobs] & (blobs > 0)
+        if unseeded.any():
+            extra, _ = ndimage.label(unseeded)
+            seeds = np.where(extra > 0, extra + seeds.max(), seeds)
+    labels = watershed(-body, markers=seeds, mask=foreground)
+    labels = fill_holes_per_label(labels.astype(np.int32))
+    return remove_small(labels, min_nucleus_size)
+
+
+def labels_from_config(probabilities, config):
+    """Same as probabilities_to_labels with thresholds from a UNetConfig."""
+    return probabilities_to_labels(probabilities, config.foreground_threshold, config.seed_threshold,
+                                   config.min_seed_size, config.min_nucleus_size)
