@@ -1,0 +1,352 @@
+"""Mask R-CNN configuration: every field documented, validated on construction.
+
+Field names follow Matterport's ``Config`` so its users recognise them. Use it the
+same way: subclass and override class attributes, or pass overrides as keyword
+arguments::
+
+    class MyConfig(Config):
+        NAME = "mine"
+        NUM_CLASSES = 1 + 1
+
+    config = MyConfig(IMAGES_PER_GPU=4)
+
+Derived values (``BATCH_SIZE``, ``MASK_UPSAMPLINGS``, ...) are computed in one place,
+:meth:`Config._derive`, after validation; a bad value raises
+:class:`preprocessing.errors.NucleiError` naming the field.
+
+A config round-trips through JSON (:meth:`to_dict`, :meth:`from_dict`, :meth:`save`,
+:meth:`load`); a trained model on disk is its weights plus that JSON.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+from preprocessing.errors import NucleiError
+
+BACKBONES = ("mobilenetv2", "resnet50", "resnet101", "tiny")
+
+
+class Config:
+    """Base configuration. Class attributes are the defaults; see each comment."""
+
+    # --- naming and hardware -------------------------------------------------
+    NAME = "mrcnn"  # run name, used for folders
+    GPU_COUNT = 1  # replicas; >1 trains under tf.distribute.MirroredStrategy
+    IMAGES_PER_GPU = 2  # images per replica per step
+    STEPS_PER_EPOCH = 1000  # training steps per epoch (data is sampled at random)
+    VALIDATION_STEPS = 50  # validation steps at the end of each epoch
+    SEED = 0  # one seed for data order, crops and augmentation
+
+    # --- backbone and pyramid ------------------------------------------------
+    BACKBONE = "resnet101"  # one of BACKBONES
+    BACKBONE_ALPHA = 1.0  # width multiplier (mobilenetv2 only: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+    BACKBONE_STRIDES = (4, 8, 16, 32, 64)  # strides of P2..P6 (fixed by the architecture)
+    TOP_DOWN_PYRAMID_SIZE = 256  # channels of every FPN level
+    TRAIN_BN = False  # train batch norm (True when training from scratch)
+
+    # --- classes -------------------------------------------------------------
+    NUM_CLASSES = 1 + 1  # background + object classes
+
+    # --- RPN -----------------------------------------------------------------
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)  # one anchor side (pixels) per level P2..P6
+    RPN_ANCHOR_RATIOS = (0.5, 1.0, 2.0)  # width / height of anchors
+    RPN_ANCHOR_STRIDE = 1  # anchors every N feature-map cells
+    RPN_HEAD_CHANNELS = 512  # channels of the shared RPN 3x3 conv
+    RPN_NMS_THRESHOLD = 0.7  # IoU for NMS over proposals
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256  # anchors sampled per image for the RPN loss
+    RPN_POSITIVE_IOU = 0.7  # anchors at or above this IoU with a nucleus are positive
+    RPN_NEGATIVE_IOU = 0.3  # anchors below this IoU with every nucleus are negative
+    PRE_NMS_LIMIT = 6000  # top-scoring anchors kept before NMS
+    POST_NMS_ROIS_TRAINING = 2000  # proposals kept after NMS, training
+    POST_NMS_ROIS_INFERENCE = 1000  # proposals kept after NMS, inference
+    RPN_BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides RPN box deltas
+
+    # --- input ---------------------------------------------------------------
+    NORMALIZE = "standardize"  # 'standardize' (per image, per channel) or a preprocessing.normalize mode
+    IMAGE_CROP_SIZE = 512  # training crops are square, this side (multiple of 64)
+    IMAGE_PAD_MULTIPLE = 64  # inference pads each side up to a multiple of this
+    IMAGE_MAX_PIXELS = 4096 * 4096  # refuse larger images at inference
+    AUGMENT = "default"  # preprocessing.augment preset name, or None for no augmentation
+    MAX_GT_INSTANCES = 100  # nuclei kept per training crop (largest first)
+    MINI_MASK_SHAPE = (56, 56)  # each nucleus' mask resized into its own box (memory)
+
+    # --- RoI heads -----------------------------------------------------------
+    TRAIN_ROIS_PER_IMAGE = 200  # RoIs sampled per image for the heads
+    ROI_POSITIVE_RATIO = 0.33  # at most this share of them positive
+    ROI_POSITIVE_IOU = 0.5  # RoIs at or above this IoU with a nucleus are positive
+    USE_GT_AS_PROPOSALS = True  # add ground-truth boxes to the proposals while training
+    POOL_SIZE = 7  # RoIAlign output for the box head
+    MASK_POOL_SIZE = 14  # RoIAlign output for the mask head
+    MASK_SHAPE = (28, 28)  # mask head output: (28, 28) or (56, 56)
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024  # box head hidden width
+    MASK_HEAD_CHANNELS = 256  # mask head conv channels
+    MASK_HEAD_CONVS = 4  # mask head 3x3 convs before upsampling
+    BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides head box deltas
+    ROI_CANONICAL_SIZE = 224  # box side mapped to ROI_CANONICAL_LEVEL
+    ROI_CANONICAL_LEVEL = 4  # pyramid level for a box of ROI_CANONICAL_SIZE
+
+    # --- detection -----------------------------------------------------------
+    DETECTION_MAX_INSTANCES = 100  # detections kept per image
+    DETECTION_MIN_CONFIDENCE = 0.7  # detections below this score are dropped
+    DETECTION_NMS_THRESHOLD = 0.3  # per-class NMS IoU
+    MASK_THRESHOLD = 0.5  # mask probability at which a pixel belongs to the nucleus
+
+    # --- optimisation --------------------------------------------------------
+    OPTIMIZER = "SGD"  # 'SGD' (momentum) or 'ADAM'
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    WEIGHT_DECAY = 0.0001  # L2 on kernels (not on biases / BN)
+    GRADIENT_CLIP_NORM = 5.0  # clip the global gradient norm
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+
+    # --- derived (set by _derive, never by hand) -----------------------------
+    _DERIVED = ("BATCH_SIZE", "MASK_UPSAMPLINGS", "ANCHORS_PER_LOCATION", "PYRAMID_LEVELS")
+
+    def __init__(self, **overrides):
+        for key, value in overrides.items():
+            if key not in self.field_names():
+                raise NucleiError(f"unknown config field {key!r}")
+            setattr(self, key, value)
+        self.validate()
+        self._derive()
+
+    # ------------------------------------------------------------------ fields
+    @classmethod
+    def field_names(cls):
+        """Upper-case public fields (defaults included), derived ones excluded."""
+        names = []
+        for klass in reversed(cls.__mro__):
+            for name in vars(klass):
+                if name.isupper() and not name.startswith("_") and name not in cls._DERIVED:
+                    if name not in names:
+                        names.append(name)
+        return names
+
+    def to_dict(self):
+        """Fields as JSON-able values (tuples become lists)."""
+        out = {}
+        for name in self.field_names():
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        out["CONFIG_CLASS"] = type(self).__name__
+        return out
+
+    @classmethod
+    def from_dict(cls, data):
+        data = dict(data)
+        data.pop("CONFIG_CLASS", None)
+        for name in list(data):
+            if name in cls._DERIVED:
+                data.pop(name)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def save(self, path):
+        """Write the config as JSON atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise NucleiError("config file not found", path) from None
+        except json.JSONDecodeError as error:
+            raise NucleiError(f"config is not valid JSON ({error})", path) from None
+        try:
+            return cls.from_dict(data)
+        except NucleiError as error:
+            raise NucleiError(str(error), path) from None
+
+    def display(self):
+        return "\n".join(f"{name:30} {getattr(self, name)}" for name in self.field_names() + list(self._DERIVED))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(NAME={self.NAME!r}, BACKBONE={self.BACKBONE!r})"
+
+    # -------------------------------------------------------------- validation
+    def validate(self):
+        def fail(name, why):
+            raise NucleiError(f"config {name}={getattr(self, name)!r}: {why}")
+
+        def positive_int(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(name, "must be a positive integer")
+
+        def fraction(name, low=0.0, high=1.0):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not low <= value <= high:
+                fail(name, f"must be a number in [{low}, {high}]")
+
+        for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "VALIDATION_STEPS",
+                     "TOP_DOWN_PYRAMID_SIZE", "NUM_CLASSES", "RPN_ANCHOR_STRIDE", "RPN_HEAD_CHANNELS",
+                     "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT", "POST_NMS_ROIS_TRAINING",
+                     "POST_NMS_ROIS_INFERENCE", "IMAGE_CROP_SIZE", "IMAGE_PAD_MULTIPLE", "MAX_GT_INSTANCES",
+                     "TRAIN_ROIS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
+                     "MASK_HEAD_CHANNELS", "DETECTION_MAX_INSTANCES", "ROI_CANONICAL_SIZE",
+                     "ROI_CANONICAL_LEVEL", "IMAGE_MAX_PIXELS"):
+            positive_int(name)
+        if not isinstance(self.MASK_HEAD_CONVS, int) or self.MASK_HEAD_CONVS < 0:
+            fail("MASK_HEAD_CONVS", "must be an integer >= 0")
+        if not isinstance(self.SEED, int):
+            fail("SEED", "must be an integer")
+        if self.NUM_CLASSES < 2:
+            fail("NUM_CLASSES", "counts the background: at least 2")
+        if self.BACKBONE not in BACKBONES:
+            fail("BACKBONE", f"must be one of {', '.join(BACKBONES)}")
+        if self.BACKBONE == "mobilenetv2" and self.BACKBONE_ALPHA not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+            fail("BACKBONE_ALPHA", "mobilenetv2 takes 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4")
+        if tuple(self.BACKBONE_STRIDES) != (4, 8, 16, 32, 64):
+            fail("BACKBONE_STRIDES", "the FPN gives P2..P6 at strides (4, 8, 16, 32, 64)")
+        scales = tuple(self.RPN_ANCHOR_SCALES)
+        if len(scales) != 5 or any(not isinstance(s, (int, float)) or s <= 0 for s in scales):
+            fail("RPN_ANCHOR_SCALES", "needs 5 positive sides, one per level P2..P6")
+        ratios = tuple(self.RPN_ANCHOR_RATIOS)
+        if not ratios or any(not isinstance(r, (int, float)) or r <= 0 for r in ratios):
+            fail("RPN_ANCHOR_RATIOS", "needs positive width/height ratios")
+        for name in ("RPN_BBOX_STD_DEV", "BBOX_STD_DEV"):
+            value = tuple(getattr(self, name))
+            if len(value) != 4 or any(v <= 0 for v in value):
+                fail(name, "needs 4 positive numbers")
+        for name in ("RPN_NMS_THRESHOLD", "RPN_POSITIVE_IOU", "RPN_NEGATIVE_IOU", "ROI_POSITIVE_IOU",
+                     "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "MASK_THRESHOLD"):
+            fraction(name)
+        fraction("ROI_POSITIVE_RATIO", 0.01, 1.0)
+        if self.RPN_NEGATIVE_IOU > self.RPN_POSITIVE_IOU:
+            fail("RPN_NEGATIVE_IOU", "must not exceed RPN_POSITIVE_IOU")
+        if self.PRE_NMS_LIMIT < self.POST_NMS_ROIS_TRAINING or self.PRE_NMS_LIMIT < self.POST_NMS_ROIS_INFERENCE:
+            fail("PRE_NMS_LIMIT", "must be at least POST_NMS_ROIS_TRAINING and POST_NMS_ROIS_INFERENCE")
+        if self.IMAGE_CROP_SIZE % 64:
+            fail("IMAGE_CROP_SIZE", "must be a multiple of 64 (the stride of P6)")
+        if self.IMAGE_PAD_MULTIPLE % 64:
+            fail("IMAGE_PAD_MULTIPLE", "must be a multiple of 64 (the stride of P6)")
+        mask = tuple(self.MASK_SHAPE)
+        if len(mask) != 2 or mask[0] != mask[1]:
+            fail("MASK_SHAPE", "must be square, e.g. (28, 28) or (56, 56)")
+        ups = mask[0] / self.MASK_POOL_SIZE
+        if ups < 2 or ups != 2 ** round(math.log2(ups)):
+            fail("MASK_SHAPE", f"must be MASK_POOL_SIZE ({self.MASK_POOL_SIZE}) times 2, 4, 8 ...")
+        mini = tuple(self.MINI_MASK_SHAPE)
+        if len(mini) != 2 or any(not isinstance(v, int) or v < 4 for v in mini):
+            fail("MINI_MASK_SHAPE", "needs two integers >= 4")
+        if self.OPTIMIZER not in ("SGD", "ADAM"):
+            fail("OPTIMIZER", "must be 'SGD' or 'ADAM'")
+        for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                fail(name, "must be a positive number")
+        fraction("LEARNING_MOMENTUM")
+        if not isinstance(self.WEIGHT_DECAY, (int, float)) or self.WEIGHT_DECAY < 0:
+            fail("WEIGHT_DECAY", "must be a number >= 0")
+        expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"}
+        if not isinstance(self.LOSS_WEIGHTS, dict) or set(self.LOSS_WEIGHTS) != expected:
+            fail("LOSS_WEIGHTS", f"needs exactly the keys {sorted(expected)}")
+        if not isinstance(self.NORMALIZE, str):
+            fail("NORMALIZE", "must be a string")
+        if self.AUGMENT is not None and not isinstance(self.AUGMENT, str):
+            fail("AUGMENT", "must be a preset name or None")
+
+    def _derive(self):
+        """Every derived value, computed here and only here."""
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        self.MASK_UPSAMPLINGS = int(round(math.log2(self.MASK_SHAPE[0] / self.MASK_POOL_SIZE)))
+        self.ANCHORS_PER_LOCATION = len(self.RPN_ANCHOR_RATIOS)
+        self.PYRAMID_LEVELS = (2, 3, 4, 5, 6)
+
+
+class NucleusConfig(Config):
+    """Nuclei (DSB 2018): small objects, up to a few hundred per image.
+
+    MobileNetV2-FPN so that it trains and predicts on a CPU; from scratch (no
+    pretrained weights can be fetched here), hence TRAIN_BN and Adam.
+    """
+
+    NAME = "nucleus"
+    BACKBONE = "mobilenetv2"
+    BACKBONE_ALPHA = 1.0
+    TOP_DOWN_PYRAMID_SIZE = 128
+    TRAIN_BN = True
+    IMAGES_PER_GPU = 4
+    STEPS_PER_EPOCH = 200
+    VALIDATION_STEPS = 20
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_HEAD_CHANNELS = 256
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 320
+    PRE_NMS_LIMIT = 6000
+    POST_NMS_ROIS_TRAINING = 1000
+    POST_NMS_ROIS_INFERENCE = 1000
+    IMAGE_CROP_SIZE = 256
+    MAX_GT_INSTANCES = 200
+    MINI_MASK_SHAPE = (56, 56)
+    TRAIN_ROIS_PER_IMAGE = 128
+    FPN_CLASSIF_FC_LAYERS_SIZE = 512
+    MASK_HEAD_CHANNELS = 128
+    DETECTION_MAX_INSTANCES = 400
+    DETECTION_MIN_CONFIDENCE = 0.5
+    DETECTION_NMS_THRESHOLD = 0.3
+    OPTIMIZER = "ADAM"
+    LEARNING_RATE = 0.001
+    WEIGHT_DECAY = 0.0001
+
+
+class NucleusInferenceConfig(NucleusConfig):
+    """Prediction settings for the nucleus config: one image at a time, padded to 64."""
+
+    IMAGES_PER_GPU = 1
+    IMAGE_PAD_MULTIPLE = 64
+
+
+class TinyConfig(Config):
+    """A very small model for tests: trains in seconds per hundred steps on a CPU."""
+
+    NAME = "tiny"
+    BACKBONE = "tiny"
+    TOP_DOWN_PYRAMID_SIZE = 32
+    TRAIN_BN = True
+    IMAGES_PER_GPU = 2
+    STEPS_PER_EPOCH = 10
+    VALIDATION_STEPS = 2
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_HEAD_CHANNELS = 32
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
+    PRE_NMS_LIMIT = 1000
+    POST_NMS_ROIS_TRAINING = 200
+    POST_NMS_ROIS_INFERENCE = 200
+    IMAGE_CROP_SIZE = 128
+    MAX_GT_INSTANCES = 64
+    MINI_MASK_SHAPE = (28, 28)
+    TRAIN_ROIS_PER_IMAGE = 64
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 7
+    MASK_SHAPE = (14, 14)
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CHANNELS = 32
+    MASK_HEAD_CONVS = 2
+    DETECTION_MAX_INSTANCES = 64
+    DETECTION_MIN_CONFIDENCE = 0.5
+    AUGMENT = None
+    OPTIMIZER = "ADAM"
+    LEARNING_RATE = 0.003
+    WEIGHT_DECAY = 0.0
+
+
+CONFIGS = {"base": Config, "nucleus": NucleusConfig, "nucleus_inference": NucleusInferenceConfig, "tiny": TinyConfig}
+
+
+def config_from_name(name, **overrides):
+    """Build a named config ('base', 'nucleus', 'tiny', ...) with overrides."""
+    if name not in CONFIGS:
+        raise NucleiError(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
+    return CONFIGS[name](**overrides)
