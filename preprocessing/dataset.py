@@ -329,3 +329,9 @@ def masks_to_labels(masks, scores=None):
     for rank in order[::-1]:  # paint lowest priority first, highest last
         labels[masks[:, :, rank]] = rank + 1
     return relabel_consecutive(labels)
+
+
+def iter_images(root):
+    """Yield (image_id, image_path) for every image under ``root`` (any layout), opening none."""
+    for image_id, image_path, _, _ in _image_folders(root):
+        yield image_id, image_path

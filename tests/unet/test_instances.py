@@ -1,0 +1,46 @@
+import numpy as np
+
+from tools.metric import image_score
+from unet.instances import fill_holes_per_label, probabilities_to_labels, remove_small
+from unet.targets import make_targets
+
+
+def one_hot(classes):
+    return np.eye(3, dtype=np.float32)[classes]
+
+
+def test_perfect_probabilities_recover_the_sample_nuclei(sample_dataset):
+    scores = []
+    for sample in sample_dataset.samples:
+        predicted = probabilities_to_labels(one_hot(make_targets(sample.labels)))
+        scores.append(image_score(sample.labels, predicted)["score"])
+    # The decode is the ceiling of the U-Net: from ideal maps it must be near perfect.
+    assert np.mean(scores) > 0.9, scores
+
+
+def test_touching_pair_split_in_two():
+    labels = np.zeros((30, 40), np.int32)
+    labels[5:25, 5:18] = 1
+    labels[5:25, 18:31] = 2
+    predicted = probabilities_to_labels(one_hot(make_targets(labels)))
+    assert predicted.max() == 2
+    assert image_score(labels, predicted)["score"] > 0.9
+
+
+def test_unseeded_blob_still_becomes_a_nucleus():
+    probs = np.zeros((20, 20, 3), np.float32)
+    probs[..., 2] = 1
+    probs[5:12, 5:12] = [0.3, 0.5, 0.2]  # foreground but body below the seed threshold
+    labels = probabilities_to_labels(probs)
+    assert labels.max() == 1 and (labels[5:12, 5:12] == 1).all()
+
+
+def test_fill_holes_and_remove_small():
+    labels = np.zeros((12, 12), np.int32)
+    labels[1:8, 1:8] = 1
+    labels[4, 4] = 0
+    labels[10, 10] = 2
+    filled = fill_holes_per_label(labels)
+    assert filled[4, 4] == 1
+    cleaned = remove_small(filled, 2)
+    assert cleaned.max() == 1 and cleaned[10, 10] == 0

@@ -1,0 +1,58 @@
+import numpy as np
+
+from unet.targets import BACKGROUND, BODY, BORDER, border_widths, contact_pixels, edge_band, make_targets
+
+
+def two_squares(gap):
+    labels = np.zeros((30, 40), np.int32)
+    labels[5:25, 5:18] = 1
+    labels[5:25, 18 + gap:31 + gap] = 2
+    return labels
+
+
+def test_single_square_has_one_pixel_band_and_body_inside():
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:15, 5:15] = 1  # area 100: sqrt * 0.08 = 0.8 -> width 1
+    classes = make_targets(labels)
+    assert (classes[labels == 0] == BACKGROUND).all()
+    assert (classes[5, 5:15] == BORDER).all() and (classes[14, 5:15] == BORDER).all()
+    assert (classes[6:14, 6:14] == BODY).all()
+
+
+def test_border_width_grows_with_size():
+    labels = np.zeros((100, 100), np.int32)
+    labels[2:6, 2:6] = 1  # area 16 -> 1
+    labels[20:90, 20:90] = 2  # area 4900 -> 5.6 -> capped at 3
+    widths = border_widths(labels, 0.08, 3)
+    assert widths[1] == 1 and widths[2] == 3
+    classes = make_targets(labels)
+    assert (classes[20:23, 50] == BORDER).all() and classes[23, 50] == BODY
+
+
+def test_touching_nuclei_are_separated_by_border():
+    labels = two_squares(gap=0)
+    classes = make_targets(labels)
+    assert (classes[10:20, 17] == BORDER).all() and (classes[10:20, 18] == BORDER).all()
+    body = classes == BODY
+    from scipy import ndimage
+
+    assert ndimage.label(body)[1] == 2
+
+
+def test_gap_between_close_nuclei_is_contact():
+    labels = two_squares(gap=2)
+    contact = contact_pixels(labels)
+    assert contact[10:20, 18:20].all()
+    assert not contact[labels > 0].any()
+    assert not contact_pixels(two_squares(gap=8)).any()
+
+
+def test_edge_band_marks_only_nucleus_pixels():
+    labels = two_squares(gap=3)
+    band = edge_band(labels, 2)
+    assert not band[labels == 0].any()
+    assert band[labels == 1].sum() < (labels == 1).sum()
+
+
+def test_empty_labels_give_all_background():
+    assert (make_targets(np.zeros((8, 9), np.int32)) == BACKGROUND).all()
