@@ -30,8 +30,8 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "cpu": ["tensorflow-cpu>=2.16,<2.22"],
-        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        "cpu": ["tensorflow-cpu>=2.16,<2.22", "tensorboard>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22", "tensorboard>=2.16"],
         "test": ["pytest>=7"],
     },
 )

@@ -14,10 +14,12 @@ previous version intact.
 """
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
 import signal
+import time
 from pathlib import Path
 
 import keras
@@ -166,15 +168,48 @@ def cosine_schedule(base_lr, epochs, warmup_epochs=1, min_fraction=0.02):
     return schedule
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Train for a wall-clock budget: cosine learning rate over the elapsed fraction of
+    ``seconds`` (after a short warm-up), then stop at the end of the batch that passes it.
+
+    For machines lent by the minute, where the number of epochs that fit is unknown.
+    """
+
+    def __init__(self, base_lr, seconds, warmup_fraction=0.03, min_fraction=0.02):
+        super().__init__()
+        self.base_lr, self.seconds = float(base_lr), float(seconds)
+        self.warmup_fraction, self.min_fraction = warmup_fraction, min_fraction
+        self.started = None
+
+    def learning_rate(self, fraction):
+        if fraction < self.warmup_fraction:
+            return self.base_lr * max(fraction / self.warmup_fraction, 0.05)
+        progress = (fraction - self.warmup_fraction) / (1 - self.warmup_fraction)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return self.base_lr * (self.min_fraction + (1 - self.min_fraction) * cosine)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.started is None:
+            self.started = time.time()
+        fraction = (time.time() - self.started) / self.seconds
+        self.model.optimizer.learning_rate = self.learning_rate(fraction)
+        if fraction >= 1.0:
+            self.model.stop_training = True
+
+
 def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None):
-    """[RunCheckpoint, CSVLogger, TensorBoard (TF backend), LearningRateScheduler] for a run."""
+    """[RunCheckpoint, CSVLogger, TensorBoard (TF backend), LearningRateScheduler] for a run.
+
+    ``schedule`` is an epoch -> learning-rate function or a TimeBudget callback."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch),
                  keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=initial_epoch > 0)]
-    if keras.backend.backend() == "tensorflow":
+    if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
-    if schedule is not None:
+    if isinstance(schedule, keras.callbacks.Callback):
+        callbacks.append(schedule)
+    elif schedule is not None:
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
     return callbacks
 
