@@ -37,8 +37,14 @@ class UNetPredictor:
         return cls(model, config)
 
     def predict_batch(self, batch):
-        """batch: float32 [B, h, w, C] (h, w multiples of 2**depth) -> float32 [B, h, w, 3]."""
-        return np.asarray(self.model.predict_on_batch(batch))
+        """batch: float32 [B, h, w, C] (h, w multiples of 2**depth) -> float32 [B, h, w, 3].
+
+        Called eagerly: every image size would otherwise trace a new graph (slow), and
+        a graph relaxed to unknown sizes breaks bilinear up-sampling in Keras 3.
+        """
+        import keras
+
+        return keras.ops.convert_to_numpy(self.model(batch, training=False))
 
     def probabilities(self, image):
         """image: uint8 [H, W, 3] -> float32 [H, W, 3] softmax (body, border, background)."""
