@@ -51,7 +51,7 @@ def _tiny(inputs):
 
 def build_backbone(config):
     """The backbone + FPN as one functional model named 'backbone'."""
-    inputs = keras.Input(shape=(None, None, 3), name="input_image")
+    inputs = keras.Input(shape=(None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
     if config.BACKBONE == "tiny":
         c2, c3, c4, c5 = _tiny(inputs)
     else:

@@ -64,11 +64,12 @@ class Config:
     RPN_BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides RPN box deltas
 
     # --- input ---------------------------------------------------------------
-    NORMALIZE = "standardize"  # 'standardize' (per image, per channel) or a preprocessing.normalize mode
+    NORMALIZE = "standardize"  # 'standardize' (per image and channel) or a preprocessing.normalize mode
+    INVERT_LIGHT_BACKGROUND = False  # invert images with a light background (preprocessing.normalize)
     IMAGE_CROP_SIZE = 512  # training crops are square, this side (multiple of 64)
     IMAGE_PAD_MULTIPLE = 64  # inference pads each side up to a multiple of this
     IMAGE_MAX_PIXELS = 4096 * 4096  # refuse larger images at inference
-    AUGMENT = "default"  # preprocessing.augment preset name, or None for no augmentation
+    AUGMENT = "light"  # preprocessing.augment preset ('none', 'light', 'heavy'), or None
     MAX_GT_INSTANCES = 100  # nuclei kept per training crop (largest first)
     MINI_MASK_SHAPE = (56, 56)  # each nucleus' mask resized into its own box (memory)
 
@@ -108,7 +109,7 @@ class Config:
     }
 
     # --- derived (set by _derive, never by hand) -----------------------------
-    _DERIVED = ("BATCH_SIZE", "MASK_UPSAMPLINGS", "ANCHORS_PER_LOCATION", "PYRAMID_LEVELS")
+    _DERIVED = ("BATCH_SIZE", "MASK_UPSAMPLINGS", "ANCHORS_PER_LOCATION", "PYRAMID_LEVELS", "IMAGE_CHANNEL_COUNT")
 
     def __init__(self, **overrides):
         for key, value in overrides.items():
@@ -253,10 +254,16 @@ class Config:
         expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"}
         if not isinstance(self.LOSS_WEIGHTS, dict) or set(self.LOSS_WEIGHTS) != expected:
             fail("LOSS_WEIGHTS", f"needs exactly the keys {sorted(expected)}")
-        if not isinstance(self.NORMALIZE, str):
-            fail("NORMALIZE", "must be a string")
-        if self.AUGMENT is not None and not isinstance(self.AUGMENT, str):
-            fail("AUGMENT", "must be a preset name or None")
+        if self.NORMALIZE != "standardize":
+            from preprocessing.normalize import MODES
+
+            if self.NORMALIZE not in MODES:
+                fail("NORMALIZE", f"must be 'standardize' or one of {MODES}")
+        if self.AUGMENT is not None:
+            from preprocessing.augment import PRESETS
+
+            if self.AUGMENT not in PRESETS:
+                fail("AUGMENT", f"must be None or one of {PRESETS}")
 
     def _derive(self):
         """Every derived value, computed here and only here."""
@@ -264,6 +271,12 @@ class Config:
         self.MASK_UPSAMPLINGS = int(round(math.log2(self.MASK_SHAPE[0] / self.MASK_POOL_SIZE)))
         self.ANCHORS_PER_LOCATION = len(self.RPN_ANCHOR_RATIOS)
         self.PYRAMID_LEVELS = (2, 3, 4, 5, 6)
+        if self.NORMALIZE == "standardize":
+            self.IMAGE_CHANNEL_COUNT = 3
+        else:
+            from preprocessing.normalize import channels_for
+
+            self.IMAGE_CHANNEL_COUNT = channels_for(self.NORMALIZE)
 
 
 class NucleusConfig(Config):

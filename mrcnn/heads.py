@@ -1,0 +1,74 @@
+"""Box/class head and mask head, applied to every RoI's pooled features."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class BoxHead(keras.layers.Layer):
+    """Two fully connected layers, then class logits and class-specific box deltas.
+
+    Input shape: [batch, rois, pool, pool, channels].
+
+    Output: ``(logits [batch, rois, classes], probs [batch, rois, classes],
+    deltas [batch, rois, classes, (dy, dx, dh, dw)])``.
+    """
+
+    def __init__(self, num_classes, fc_size=1024, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.fc_size = int(fc_size)
+        self.fc1 = keras.layers.Dense(fc_size, activation="relu", name="mrcnn_box_fc1")
+        self.fc2 = keras.layers.Dense(fc_size, activation="relu", name="mrcnn_box_fc2")
+        self.class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")
+        self.bbox = keras.layers.Dense(num_classes * 4, name="mrcnn_bbox_fc",
+                                       kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
+
+    def call(self, pooled):
+        shape = tf.shape(pooled)
+        size = pooled.shape[2] * pooled.shape[3] * pooled.shape[4]
+        x = tf.reshape(pooled, [shape[0] * shape[1], size])
+        x = self.fc2(self.fc1(x))
+        logits = tf.reshape(self.class_logits(x), [shape[0], shape[1], self.num_classes])
+        deltas = tf.reshape(self.bbox(x), [shape[0], shape[1], self.num_classes, 4])
+        return logits, tf.nn.softmax(logits), deltas
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "fc_size": self.fc_size}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MaskHead(keras.layers.Layer):
+    """3x3 convs, then 2x transposed convs up to the mask size, then one logit map per class.
+
+    Input shape: [batch, rois, pool, pool, channels].
+
+    Output shape: [batch, rois, pool * 2**upsamplings, same, classes] (logits).
+    """
+
+    def __init__(self, num_classes, channels=256, convs=4, upsamplings=1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.channels = int(channels)
+        self.convs = int(convs)
+        self.upsamplings = int(upsamplings)
+        self.conv_layers = [keras.layers.Conv2D(channels, 3, padding="same", activation="relu",
+                                                name=f"mrcnn_mask_conv{i + 1}") for i in range(convs)]
+        self.deconv_layers = [keras.layers.Conv2DTranspose(channels, 2, strides=2, activation="relu",
+                                                           name=f"mrcnn_mask_deconv{i + 1}")
+                              for i in range(upsamplings)]
+        self.out = keras.layers.Conv2D(num_classes, 1, name="mrcnn_mask")
+
+    def call(self, pooled):
+        shape = tf.shape(pooled)
+        pool, channels = pooled.shape[2], pooled.shape[4]
+        x = tf.reshape(pooled, [shape[0] * shape[1], pool, pool, channels])
+        for layer in self.conv_layers + self.deconv_layers:
+            x = layer(x)
+        x = self.out(x)
+        size = pool * 2 ** self.upsamplings
+        return tf.reshape(x, [shape[0], shape[1], size, size, self.num_classes])
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "channels": self.channels,
+                "convs": self.convs, "upsamplings": self.upsamplings}

@@ -1,0 +1,325 @@
+"""Mask R-CNN composed from its parts: one Keras model for training and inference.
+
+``MaskRCNN(config)`` holds the backbone + FPN, the RPN head, the proposal layer,
+RoIAlign, the box and mask heads and the detection layer. ``train_step`` computes the
+five losses explicitly (no ``add_loss``); ``call`` runs inference. Training follows
+Matterport's stages via :meth:`MaskRCNN.train`; prediction on numpy images via
+:meth:`MaskRCNN.detect`. On disk a model is ``<name>.weights.h5`` + ``<name>.json``
+(the config) or a ``.keras`` file (safe mode: every custom class is registered).
+"""
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn import losses as L
+from mrcnn.backbone import build_backbone, layer_stage
+from mrcnn.config import Config
+from mrcnn.detection import DetectionLayer
+from mrcnn.heads import BoxHead, MaskHead
+from mrcnn.proposals import ProposalLayer
+from mrcnn.roi_align import PyramidRoIAlign
+from mrcnn.rpn import RpnHead, graph_anchors
+from mrcnn.targets import DetectionTargetLayer
+from preprocessing.errors import NucleiError
+
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
+
+# Matterport's training stages; a stage is trained with heads + backbone stages >= n.
+STAGES = {"heads": None, "2+": 2, "3+": 3, "4+": 4, "5+": 5, "all": 1}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class MaskRCNN(keras.Model):
+    """Mask R-CNN.
+
+    Inference input: float32 [batch, H, W, 3] normalised images, H and W multiples of 64.
+    Inference output (dict):
+        boxes [batch, D, (y1, x1, y2, x2)] pixels, class_ids int32 [batch, D],
+        scores [batch, D], count int32 [batch], masks [batch, D, M, M] probabilities of
+        each detection's class over its box.
+
+    Training batches (dict, see :mod:`mrcnn.data`): image [batch, S, S, 3],
+    gt_class_ids int32 [batch, G], gt_boxes [batch, G, 4], gt_masks [batch, G, mh, mw],
+    rpn_match int32 [batch, A], rpn_bbox [batch, A, 4].
+    """
+
+    def __init__(self, config=None, **kwargs):
+        if isinstance(config, dict):
+            config = Config.from_dict(config)
+        if not isinstance(config, Config):
+            raise NucleiError("MaskRCNN needs a mrcnn.config.Config")
+        super().__init__(**kwargs)
+        self.config = config
+        c = config
+        self.backbone = build_backbone(c)
+        self.rpn_head = RpnHead(c.ANCHORS_PER_LOCATION, c.RPN_HEAD_CHANNELS, c.RPN_ANCHOR_STRIDE, name="rpn_model")
+        self.train_proposals = ProposalLayer(c.POST_NMS_ROIS_TRAINING, c.RPN_NMS_THRESHOLD, c.PRE_NMS_LIMIT,
+                                             c.RPN_BBOX_STD_DEV, name="rpn_proposals_train")
+        self.inference_proposals = ProposalLayer(c.POST_NMS_ROIS_INFERENCE, c.RPN_NMS_THRESHOLD, c.PRE_NMS_LIMIT,
+                                                 c.RPN_BBOX_STD_DEV, name="rpn_proposals")
+        self.detection_targets = DetectionTargetLayer(
+            c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO, c.ROI_POSITIVE_IOU, c.BBOX_STD_DEV, c.MASK_SHAPE,
+            c.USE_GT_AS_PROPOSALS, name="mrcnn_detection_targets")
+        self.box_align = PyramidRoIAlign(c.POOL_SIZE, c.ROI_CANONICAL_SIZE, c.ROI_CANONICAL_LEVEL,
+                                         name="roi_align_classifier")
+        self.mask_align = PyramidRoIAlign(c.MASK_POOL_SIZE, c.ROI_CANONICAL_SIZE, c.ROI_CANONICAL_LEVEL,
+                                          name="roi_align_mask")
+        self.box_head = BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, name="mrcnn_box_head")
+        self.mask_head = MaskHead(c.NUM_CLASSES, c.MASK_HEAD_CHANNELS, c.MASK_HEAD_CONVS, c.MASK_UPSAMPLINGS,
+                                  name="mrcnn_mask_head")
+        self.detection = DetectionLayer(c.DETECTION_MAX_INSTANCES, c.DETECTION_MIN_CONFIDENCE,
+                                        c.DETECTION_NMS_THRESHOLD, c.BBOX_STD_DEV, name="mrcnn_detection")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
+        self._infer_fn = None
+        # build every weight now (a tiny eager forward), so weights load before any call
+        self(tf.zeros([1, 64, 64, config.IMAGE_CHANNEL_COUNT]), training=False)
+
+    # ------------------------------------------------------------ serialisation
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(Config.from_dict(config["config"]), name=config.get("name"))
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    # ------------------------------------------------------------------ graph
+    def _features(self, images, training):
+        bn_training = bool(training) and self.config.TRAIN_BN
+        return self.backbone(images, training=bn_training)
+
+    def _rpn(self, images, training):
+        features = self._features(images, training)
+        logits, probs, deltas = self.rpn_head(features)
+        shape = tf.shape(images)
+        anchors = graph_anchors(shape[1], shape[2], self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                                self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+        return features, logits, probs, deltas, anchors, shape[1:3]
+
+    def call(self, images, training=False):
+        """Inference (see the class doc)."""
+        features, _, probs, deltas, anchors, size = self._rpn(images, False)
+        rois = self.inference_proposals([probs, deltas, anchors, size])
+        pooled = self.box_align([rois] + features[:4])
+        _, class_probs, box_deltas = self.box_head(pooled)
+        boxes, class_ids, scores, count = self.detection([rois, class_probs, box_deltas, size])
+        mask_logits = self.mask_head(self.mask_align([boxes] + features[:4]))
+        masks = tf.sigmoid(tf.gather(tf.transpose(mask_logits, [0, 1, 4, 2, 3]), class_ids, batch_dims=2))
+        return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "count": count, "masks": masks}
+
+    def compute_losses(self, batch, training=True):
+        """The five losses (dict of scalars) for a training batch."""
+        images = batch["image"]
+        features, logits, probs, deltas, anchors, size = self._rpn(images, training)
+        losses = {"rpn_class_loss": L.rpn_class_loss(batch["rpn_match"], logits),
+                  "rpn_bbox_loss": L.rpn_bbox_loss(batch["rpn_bbox"], batch["rpn_match"], deltas)}
+        proposals = self.train_proposals([probs, deltas, anchors, size])
+        rois, target_ids, target_deltas, target_masks = self.detection_targets(
+            [proposals, batch["gt_class_ids"], batch["gt_boxes"], batch["gt_masks"]])
+        class_logits, _, pred_deltas = self.box_head(self.box_align([rois] + features[:4]))
+        mask_logits = self.mask_head(self.mask_align([rois] + features[:4]))
+        losses["mrcnn_class_loss"] = L.mrcnn_class_loss(target_ids, class_logits)
+        losses["mrcnn_bbox_loss"] = L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas)
+        losses["mrcnn_mask_loss"] = L.mrcnn_mask_loss(target_masks, target_ids, mask_logits)
+        return losses
+
+    def _total(self, losses):
+        weights = self.config.LOSS_WEIGHTS
+        return tf.add_n([float(weights[name]) * losses[name] for name in LOSS_NAMES])
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _update(self, total, losses):
+        self.trackers["loss"].update_state(total)
+        for name in LOSS_NAMES:
+            self.trackers[name].update_state(losses[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @staticmethod
+    def _unpack(data):
+        while isinstance(data, (tuple, list)):
+            data = data[0]
+        return data
+
+    def train_step(self, data):
+        batch = self._unpack(data)
+        with tf.GradientTape() as tape:
+            losses = self.compute_losses(batch, training=True)
+            total = self._total(losses)
+            scaled = keras.src.losses.loss.scale_loss_for_distribution(total)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        grads, _ = tf.clip_by_global_norm([g for g, _ in pairs], self.config.GRADIENT_CLIP_NORM)
+        self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]))
+        return self._update(total, losses)
+
+    def test_step(self, data):
+        batch = self._unpack(data)
+        losses = self.compute_losses(batch, training=False)
+        return self._update(self._total(losses), losses)
+
+    # --------------------------------------------------------------- training
+    def set_trainable(self, layers="heads"):
+        """Choose what trains: 'heads', '2+', '3+', '4+', '5+', 'all', or a regex over layer names.
+
+        'heads' = RPN, FPN and the RoI heads; 'n+' adds backbone stages n..5.
+        Frozen batch-norm layers run in inference mode (Keras 3 semantics).
+        """
+        from mrcnn.weights import iter_layers
+
+        if layers in STAGES:
+            min_stage = STAGES[layers]
+
+            def wanted(name):
+                stage = layer_stage(self.config.BACKBONE, name)
+                return stage is None or (min_stage is not None and stage >= min_stage)
+        else:
+            try:
+                pattern = re.compile(layers)
+            except re.error as error:
+                raise NucleiError(f"layers={layers!r} is neither a stage ({', '.join(STAGES)}) "
+                                  f"nor a valid regex: {error}") from None
+
+            def wanted(name):
+                return bool(pattern.fullmatch(name))
+        count = 0
+        for layer in iter_layers(self):
+            if layer.weights:
+                layer.trainable = wanted(layer.name)
+                count += layer.trainable
+        if count == 0:
+            raise NucleiError(f"layers={layers!r} leaves no layer to train")
+        return count
+
+    def make_optimizer(self, learning_rate=None):
+        c = self.config
+        lr = c.LEARNING_RATE if learning_rate is None else learning_rate
+        if c.OPTIMIZER == "ADAM":
+            optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=c.WEIGHT_DECAY or None)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=c.LEARNING_MOMENTUM,
+                                             weight_decay=c.WEIGHT_DECAY or None)
+        if c.WEIGHT_DECAY:
+            optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return optimizer
+
+    def compile_for_training(self, learning_rate=None, layers="all"):
+        self.set_trainable(layers)
+        self.compile(optimizer=self.make_optimizer(learning_rate), jit_compile=False)
+
+    def train(self, train_data, val_data, learning_rate, epochs, layers, run_dir=None, callbacks=None,
+              verbose=1, schedule=None):
+        """Matterport's ``train``: fit until epoch ``epochs`` (cumulative), training ``layers``.
+
+        Args:
+            train_data, val_data: :class:`mrcnn.data.MrcnnDataset` (keras PyDataset) or None for val.
+            learning_rate: float.
+            epochs: the epoch number to stop at (counting earlier stages / a resumed run).
+            layers: stage name or regex (see :meth:`set_trainable`).
+            run_dir: folder for checkpoints and logs (tools.training); resumes from it.
+        """
+        initial_epoch = 0
+        if run_dir is not None:
+            from tools.training import make_callbacks, resume_state
+
+            initial_epoch, weights = resume_state(run_dir)
+            if weights is not None:
+                self.load_weights(str(weights))
+            callbacks = list(callbacks or []) + make_callbacks(
+                run_dir, monitor="val_loss" if val_data is not None else "loss", initial_epoch=initial_epoch,
+                schedule=schedule)
+        if initial_epoch >= epochs:
+            return None
+        self.compile_for_training(learning_rate, layers)
+        if run_dir is not None:
+            from tools.training import load_optimizer
+
+            load_optimizer(self.optimizer, self, Path(run_dir) / "last.optimizer.npz")
+        history = self.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
+                           callbacks=callbacks, verbose=verbose)
+        for callback in callbacks or []:
+            if hasattr(callback, "check"):
+                callback.check()
+        return history
+
+    # -------------------------------------------------------------- inference
+    def infer(self, batch):
+        """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays."""
+        if self._infer_fn is None:
+            self._infer_fn = tf.function(lambda x: self(x, training=False), reduce_retracing=True,
+                                         input_signature=[tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT], tf.float32)])
+        out = self._infer_fn(tf.convert_to_tensor(batch, tf.float32))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def detect(self, images):
+        """Matterport's ``detect``: list of uint8 [H, W, 3] -> list of dicts per image with
+        ``rois`` [N, 4] pixels, ``class_ids`` [N], ``scores`` [N], ``masks`` bool [H, W, N]
+        (overlaps resolved: the higher score keeps the pixel)."""
+        from mrcnn.data import model_input
+        from mrcnn.paste import detections_to_labels
+
+        results = []
+        for image in images:
+            x, (height, width) = model_input(image, self.config)
+            out = self.infer(x[None])
+            n = int(out["count"][0])
+            boxes = out["boxes"][0, :n]
+            labels, scores, keep = detections_to_labels(boxes, out["scores"][0, :n], out["masks"][0, :n],
+                                                        (height, width), self.config.MASK_THRESHOLD)
+            ids = np.arange(1, len(keep) + 1)
+            results.append({"rois": boxes[keep], "class_ids": out["class_ids"][0, :n][keep], "scores": scores,
+                            "masks": labels[:, :, None] == ids[None, None, :], "labels": labels})
+        return results
+
+    # ------------------------------------------------------------------ files
+    def save_model(self, path):
+        """Write ``path`` (.weights.h5) and its config ``<stem>.json`` beside it."""
+        path = Path(path)
+        if not path.name.endswith(".weights.h5"):
+            raise NucleiError("weights file name must end in .weights.h5", path)
+        from tools.io import save_weights_atomic
+
+        save_weights_atomic(self, path)
+        self.config.save(config_path_for(path))
+
+
+def config_path_for(weights_path):
+    """``x.weights.h5`` -> ``x.json``; a run's ``best/last.weights.h5`` fall back to its ``config.json``."""
+    weights_path = Path(weights_path)
+    stem = weights_path.name[: -len(".weights.h5")] if weights_path.name.endswith(".weights.h5") else weights_path.stem
+    own = weights_path.with_name(stem + ".json")
+    if own.is_file() or stem not in ("best", "last"):
+        return own
+    return weights_path.with_name("config.json")
+
+
+def load_model(path, config=None):
+    """A MaskRCNN from ``x.weights.h5`` (+ ``x.json``, or ``config``) or from a ``.keras`` file (safe mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NucleiError("model file not found", path)
+    if path.suffix == ".keras":
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as error:  # keras raises many kinds
+            raise NucleiError(f"cannot load the .keras model: {error}", path) from None
+    if config is None:
+        config_path = config_path_for(path)
+        if not config_path.is_file():
+            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
+        config = Config.load(config_path)
+    model = MaskRCNN(config)
+    try:
+        model.load_weights(str(path))
+    except Exception as error:  # h5py / keras raise many kinds
+        raise NucleiError(f"weights do not fit the model of this config: {error}", path) from None
+    return model
