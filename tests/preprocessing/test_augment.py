@@ -332,3 +332,16 @@ def test_augmenters_sharing_a_pipeline_are_independent():
     shared = first(image, labels)
     np.testing.assert_array_equal(alone[0], shared[0])
     np.testing.assert_array_equal(alone[1], shared[1])
+
+
+def test_reseed_behaves_like_a_fresh_augmenter():
+    image, labels = textured_image((64, 80)), disk_grid((64, 80))
+    fresh = Augmenter("heavy", seed=21)
+    expected = [fresh(image, labels) for _ in range(3)]
+    reused = Augmenter("heavy", seed=3)
+    reused(image, labels)
+    reused.reseed(21)
+    for want in expected:
+        got = reused(image, labels)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
