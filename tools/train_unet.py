@@ -38,6 +38,8 @@ def build_parser():
     parser.add_argument("--workers", type=int, default=1, help="PyDataset workers")
     parser.add_argument("--multiprocessing", action="store_true", help="workers are processes, not threads")
     parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
+    parser.add_argument("--time-limit", type=float,
+                        help="train for this many seconds (cosine learning rate over the time), not a fixed schedule")
     parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
     parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
     for field in ("base_filters", "max_filters", "depth", "crop_size", "batch_size"):
@@ -102,7 +104,7 @@ def train(args):
     import keras
 
     from preprocessing.split import stratified_split
-    from tools.training import (TrainingStopped, cosine_schedule, get_strategy, load_optimizer, make_callbacks,
+    from tools.training import (TimeBudget, cosine_schedule, get_strategy, load_optimizer, make_callbacks,
                                 resume_state)
     from unet.data import UNetTrainData, validation_batches
     from unet.losses import loss_for
@@ -145,8 +147,10 @@ def train(args):
                   + ("" if restored else " (optimizer state restarted)"))
     if initial_epoch >= args.epochs:
         print(f"run already has {initial_epoch} epochs (asked for {args.epochs})")
+    schedule = (TimeBudget(config.learning_rate, args.time_limit) if args.time_limit
+                else cosine_schedule(config.learning_rate, args.epochs))
     callbacks = make_callbacks(run_dir, "val_loss" if val_data is not None else "loss", "min", initial_epoch,
-                               cosine_schedule(config.learning_rate, args.epochs))
+                               schedule)
     checkpoint = callbacks[0]
     started = time.time()
     model.fit(train_data, epochs=args.epochs, initial_epoch=initial_epoch, validation_data=val_data,
@@ -156,7 +160,7 @@ def train(args):
     if interrupted:
         print(f"interrupted: saved {run_dir / 'last.weights.h5'}; continue with --resume")
         return 130
-    done = max(0, args.epochs - initial_epoch) * args.steps_per_epoch * config.batch_size
+    done = int(model.optimizer.iterations) * config.batch_size
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.1f} crops/s)")
 
     best = run_dir / "best.weights.h5"
