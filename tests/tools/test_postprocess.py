@@ -1,0 +1,93 @@
+"""Post-processing: growth goes into background only, scores stay with their nuclei."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from preprocessing.errors import NucleiError
+from tools.postprocess import (PostprocessConfig, closing, compact, dilate, fill_holes, keep_top, postprocess,
+                               remove_small)
+
+
+def _touching_pair():
+    labels = np.zeros((20, 30), np.int32)
+    labels[5:15, 3:12] = 1
+    labels[5:15, 12:20] = 2  # touches nucleus 1
+    labels[2:5, 25:28] = 3
+    return labels
+
+
+def test_dilation_grows_into_background_only():
+    labels = _touching_pair()
+    grown, _ = dilate(labels, 2)
+    kept = labels > 0
+    np.testing.assert_array_equal(grown[kept], labels[kept])  # no nucleus pixel changes owner
+    assert set(np.unique(grown)) == {0, 1, 2, 3}
+    for index in (1, 2, 3):
+        assert (grown == index).sum() > (labels == index).sum()
+        distance = ndimage.distance_transform_edt(labels != index)
+        assert distance[grown == index].max() <= 2  # grew by at most 2 pixels
+
+
+def test_dilation_splits_a_gap_between_neighbours():
+    labels = np.zeros((5, 11), np.int32)
+    labels[:, :4] = 1
+    labels[:, 7:] = 2
+    grown, _ = dilate(labels, 3)
+    assert (grown[:, 4] == 1).all() and (grown[:, 6] == 2).all()
+    assert not (grown == 0).any()
+
+
+def test_fill_holes_fills_own_hole_not_shared_background():
+    labels = np.zeros((12, 20), np.int32)
+    labels[1:8, 1:8] = 1
+    labels[3:5, 3:5] = 0  # hole of nucleus 1
+    labels[1:8, 10:13] = 2
+    labels[1:8, 15:18] = 2  # nucleus 2 in two parts; the gap is not a hole
+    filled, _ = fill_holes(labels)
+    assert (filled[3:5, 3:5] == 1).all()
+    assert (filled[1:8, 13:15] == 0).all()
+    np.testing.assert_array_equal(filled[labels > 0], labels[labels > 0])
+
+
+def test_closing_bridges_a_notch_without_touching_neighbours():
+    labels = np.zeros((20, 20), np.int32)
+    labels[4:14, 4:14] = 1
+    labels[8:10, 4:9] = 0  # a notch into nucleus 1
+    labels[8:10, 0:3] = 2
+    closed, _ = closing(labels, 2)
+    assert (closed[8:10, 6:9] == 1).all()
+    np.testing.assert_array_equal(closed[labels > 0], labels[labels > 0])
+
+
+def test_remove_small_and_keep_top_keep_scores_aligned():
+    labels = _touching_pair()
+    scores = np.array([0.9, 0.2, 0.5], np.float32)
+    out, out_scores = remove_small(labels, 10, scores)
+    assert out.max() == 2 and list(out_scores) == [0.9, 0.2]
+    top, top_scores = keep_top(labels, 2, scores)
+    assert top.max() == 2 and list(top_scores) == [0.9, 0.5]
+    assert ((top == 2) == (labels == 3)).all()
+    largest, none = keep_top(labels, 1)
+    assert none is None and ((largest == 1) == (labels == 1)).all()
+
+
+def test_compact_renumbers_gaps():
+    labels = np.array([[0, 4, 4], [9, 0, 4]])
+    out, scores = compact(labels, np.arange(9, dtype=np.float32))
+    np.testing.assert_array_equal(out, [[0, 1, 1], [2, 0, 1]])
+    np.testing.assert_array_equal(scores, [3, 8])
+
+
+def test_postprocess_default_is_identity_and_config_validates():
+    labels = _touching_pair()
+    out, _ = postprocess(labels)
+    np.testing.assert_array_equal(out, labels)
+    with pytest.raises(NucleiError):
+        PostprocessConfig(dilate=-1)
+    with pytest.raises(NucleiError):
+        PostprocessConfig.from_dict({"dilation": 1})
+    config = PostprocessConfig(dilate=1, fill_holes=True, closing=1, min_size=5, max_count=2)
+    out, scores = postprocess(labels, np.array([0.1, 0.9, 0.8]), config)
+    assert out.max() == 2 and list(np.round(scores, 2)) == [0.9, 0.8]
+    assert PostprocessConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,192 @@
+"""Post-processing of instance label images, whatever model made them (pure numpy / SciPy).
+
+Every step takes ``labels`` int [H, W] (0 = background, one id per nucleus) and
+``scores`` float [N] aligned with ids 1..N (or None) and returns the same pair, ids
+renumbered 1..N' with scores kept aligned. No step ever makes nuclei overlap (a label
+image cannot) or moves a pixel from one nucleus to another: growth goes into
+background only.
+
+:class:`PostprocessConfig` switches each step; :func:`postprocess` runs them in the
+order fill holes -> closing -> minimum size -> maximum count -> dilation.
+"""
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import expand_labels
+
+from preprocessing.errors import NucleiError
+
+
+@dataclasses.dataclass
+class PostprocessConfig:
+    """Which post-processing steps run (all off by default) and their sizes."""
+
+    # Grow every nucleus by this many pixels into background (0 = off); contested
+    # pixels go to the nearest nucleus, so nuclei never grow into each other.
+    dilate: int = 0
+    # Fill holes inside each nucleus (only background pixels are filled).
+    fill_holes: bool = False
+    # Morphological closing of each nucleus with a disk of this radius (0 = off).
+    closing: int = 0
+    # Drop nuclei smaller than this many pixels (0 = off).
+    min_size: int = 0
+    # Keep at most this many nuclei, the highest scores (or largest without scores); 0 = no limit.
+    max_count: int = 0
+
+    def __post_init__(self):
+        for name in ("dilate", "closing", "min_size", "max_count"):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise NucleiError(f"post-processing {name} must be a whole number >= 0, got {value}")
+            setattr(self, name, int(value))
+        self.fill_holes = bool(self.fill_holes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise NucleiError(f"unknown post-processing fields: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def is_identity(self):
+        return self == PostprocessConfig()
+
+
+def _scores_or_none(scores, count):
+    if scores is None:
+        return None
+    scores = np.asarray(scores, np.float32)
+    assert scores.shape == (count,), f"scores {scores.shape} do not match {count} nuclei"
+    return scores
+
+
+def compact(labels, scores=None):
+    """Renumber ids to 1..N in increasing order of old id; scores follow their nuclei.
+
+    labels: int [H, W] with any ids (gaps allowed); scores: float [max id] or None.
+    Returns (labels int32 [H, W], scores float32 [N] or None).
+    """
+    labels = np.asarray(labels)
+    high = int(labels.max()) if labels.size else 0
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=high + 1)[1:]) + 1
+    lookup = np.zeros(high + 1, np.int32)
+    lookup[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    new_scores = None if scores is None else np.asarray(scores, np.float32)[present - 1]
+    return lookup[labels], new_scores
+
+
+def _disk(radius):
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy ** 2 + xx ** 2 <= radius ** 2
+
+
+def _per_nucleus_growth(labels, grow, margin):
+    """Apply ``grow(mask bool [h, w]) -> bool [h, w]`` to each nucleus; new pixels only from background.
+
+    A pixel wanted by two nuclei stays background. Returns int32 [H, W].
+    """
+    out = labels.astype(np.int32, copy=True)
+    claimed = np.zeros(labels.shape, np.int32)  # first claimant id, -1 when contested
+    height, width = labels.shape
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        if window is None:
+            continue
+        y0, y1 = max(window[0].start - margin, 0), min(window[0].stop + margin, height)
+        x0, x1 = max(window[1].start - margin, 0), min(window[1].stop + margin, width)
+        mask = labels[y0:y1, x0:x1] == index
+        new = grow(mask) & ~mask & (labels[y0:y1, x0:x1] == 0)
+        region = claimed[y0:y1, x0:x1]
+        region[new & (region != 0)] = -1
+        region[new & (region == 0)] = index
+    gained = claimed > 0
+    out[gained] = claimed[gained]
+    return out
+
+
+def fill_holes(labels, scores=None):
+    """Fill the holes of each nucleus (background pixels it encloses). Same shapes in and out."""
+    out = _per_nucleus_growth(np.asarray(labels), ndimage.binary_fill_holes, margin=0)
+    return out, _scores_or_none(scores, int(out.max()) if out.size else 0)
+
+
+def closing(labels, radius, scores=None):
+    """Morphological closing of each nucleus with a disk of ``radius``; fills gaps and notches."""
+    labels = np.asarray(labels)
+    if radius <= 0:
+        return labels.astype(np.int32), scores
+    disk = _disk(radius)
+
+    def close(mask):
+        padded = np.pad(mask, radius)
+        return ndimage.binary_closing(padded, structure=disk)[radius:-radius, radius:-radius]
+
+    return _per_nucleus_growth(labels, close, margin=radius), scores
+
+
+def dilate(labels, pixels, scores=None):
+    """Grow each nucleus by ``pixels`` (Euclidean) into background, never into a neighbour.
+
+    Background pixels within ``pixels`` of several nuclei go to the nearest one.
+    labels int [H, W] -> (int32 [H, W], scores unchanged).
+    """
+    labels = np.asarray(labels)
+    if pixels <= 0:
+        return labels.astype(np.int32), scores
+    return expand_labels(labels, distance=pixels).astype(np.int32), scores
+
+
+def remove_small(labels, min_size, scores=None):
+    """Drop nuclei with fewer than ``min_size`` pixels; renumber 1..N'."""
+    labels = np.asarray(labels)
+    if min_size > 1 and labels.max() > 0:
+        sizes = np.bincount(labels.ravel())
+        small = sizes < min_size
+        small[0] = False
+        labels = np.where(small[labels], 0, labels)
+    return compact(labels, scores)
+
+
+def keep_top(labels, max_count, scores=None):
+    """Keep the ``max_count`` highest-scoring nuclei (largest ones without scores); renumber."""
+    labels = np.asarray(labels)
+    count = int(labels.max()) if labels.size else 0
+    if max_count <= 0 or count <= max_count:
+        return compact(labels, scores)
+    if scores is not None:
+        priority = np.asarray(scores, np.float64)
+    else:
+        priority = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.float64)
+    keep = np.zeros(count + 1, bool)
+    keep[1 + np.argsort(-priority, kind="stable")[:max_count]] = True
+    return compact(np.where(keep[labels], labels, 0), scores)
+
+
+def postprocess(labels, scores=None, config=None):
+    """Run the switched-on steps of ``config`` (a PostprocessConfig).
+
+    Args:
+        labels: int [H, W], 0 = background, ids 1..N.
+        scores: float [N] per nucleus, or None.
+
+    Returns:
+        (labels int32 [H, W] ids 1..N', scores float32 [N'] or None).
+    """
+    config = config or PostprocessConfig()
+    labels, scores = compact(labels, scores)
+    if config.fill_holes:
+        labels, scores = fill_holes(labels, scores)
+    if config.closing:
+        labels, scores = closing(labels, config.closing, scores)
+    if config.min_size:
+        labels, scores = remove_small(labels, config.min_size, scores)
+    if config.max_count:
+        labels, scores = keep_top(labels, config.max_count, scores)
+    if config.dilate:
+        labels, scores = dilate(labels, config.dilate, scores)
+    return labels, scores
