@@ -275,7 +275,7 @@ def load_dataset(root, require_labels=False, ids=None, progress=False):
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(items, desc=f"reading {root.name}", unit="img")
+        iterator = tqdm(items, desc=f"reading {root.name}", unit="img", disable=None)
     for image_id, image_path, mask_dir, label_path in iterator:
         if require_labels and mask_dir is None and label_path is None:
             raise NucleiError("no masks/ or labels/ folder, but labels are required", image_path.parent.parent)

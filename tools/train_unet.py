@@ -76,7 +76,6 @@ def load_samples(roots, exclude_roots, max_images, seed):
     samples = []
     for root in roots:
         dataset = load_dataset(root, require_labels=True, progress=True)
-        print(dataset.summary())
         samples += [s for s in dataset.samples if s.image_id not in excluded]
     ids = [s.image_id for s in samples]
     if len(set(ids)) != len(ids):
