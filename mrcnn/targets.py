@@ -36,7 +36,9 @@ def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, num_rois, 
     if use_gt:
         proposals = tf.concat([proposals, gt_boxes], axis=0)
     overlaps = graph_boxes.iou(proposals, gt_boxes)  # [N, G]
-    max_iou = tf.reduce_max(tf.concat([overlaps, tf.zeros_like(overlaps[:, :1])], axis=1), axis=1)
+    # a column of -1 keeps max/argmax defined when the crop holds no nucleus (G = 0)
+    overlaps = tf.concat([overlaps, -tf.ones_like(proposals[:, :1])], axis=1)  # [N, G + 1]
+    max_iou = tf.reduce_max(overlaps, axis=1)
     positive = tf.where(max_iou >= positive_iou)[:, 0]
     negative = tf.where(max_iou < positive_iou)[:, 0]
     positive = tf.random.shuffle(positive, seed=seed)[:int(num_rois * positive_ratio)]
@@ -45,8 +47,7 @@ def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, num_rois, 
     n_neg = tf.shape(negative)[0]
     pos_rois = tf.gather(proposals, positive)
     neg_rois = tf.gather(proposals, negative)
-    assign = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)
-    assign = tf.where(n_pos > 0, assign, tf.zeros_like(assign))
+    assign = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)  # < G for positives
     roi_gt_boxes = tf.gather(gt_boxes, assign)
     roi_class_ids = tf.gather(gt_class_ids, assign)
     deltas = graph_boxes.encode(roi_gt_boxes, pos_rois, bbox_std_dev)

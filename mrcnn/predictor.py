@@ -1,0 +1,63 @@
+"""A trained Mask R-CNN ready to predict: weights + config in, nuclei out.
+
+``MrcnnPredictor.from_path("x.weights.h5")`` reads ``x.json`` (or a run folder's
+``config.json``) beside the weights; ``predict(image)`` returns the label image the
+rest of the project works with.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from mrcnn.config import Config
+from mrcnn.data import model_input
+from mrcnn.paste import detections_to_labels
+from preprocessing.errors import NucleiError
+
+
+class MrcnnPredictor:
+    """Wraps a built :class:`mrcnn.model.MaskRCNN`.
+
+    ``predict(image uint8 [H, W, 3])`` -> ``(labels int32 [H, W], scores float32 [N])``,
+    ids 1..N in order of decreasing score; where masks overlap the highest score keeps
+    the pixel.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+
+    @classmethod
+    def from_path(cls, weights_path, config_path=None, **overrides):
+        """Load ``weights_path`` (.weights.h5 with its config JSON, or a .keras file).
+
+        ``overrides``: config fields to change for inference (e.g. DETECTION_MIN_CONFIDENCE).
+        """
+        from mrcnn.model import config_path_for, load_model
+
+        weights_path = Path(weights_path)
+        if not weights_path.is_file():
+            raise NucleiError("weights file not found", weights_path)
+        config = None
+        if weights_path.suffix != ".keras":
+            config_path = Path(config_path) if config_path else config_path_for(weights_path)
+            if not config_path.is_file():
+                raise NucleiError(f"config not found beside the weights (expected {config_path.name})", weights_path)
+            config = Config.load(config_path)
+            inference = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+            config = Config.from_dict({**config.to_dict(), **inference})
+        return cls(load_model(weights_path, config))
+
+    def detect(self, image):
+        """image uint8 [H, W, 3] -> dict of raw detections (boxes, class_ids, scores, masks [D, M, M])."""
+        x, (height, width) = model_input(image, self.config)
+        out = self.model.infer(x[None])
+        n = int(out["count"][0])
+        return {"boxes": out["boxes"][0, :n], "class_ids": out["class_ids"][0, :n], "scores": out["scores"][0, :n],
+                "masks": out["masks"][0, :n], "image_shape": (height, width)}
+
+    def predict(self, image):
+        det = self.detect(image)
+        labels, scores, _ = detections_to_labels(det["boxes"], det["scores"], det["masks"], det["image_shape"],
+                                                 self.config.MASK_THRESHOLD)
+        return labels, scores

@@ -1,0 +1,204 @@
+"""Train the Mask R-CNN: ``python -m tools.train mrcnn --data DIR --out RUN_DIR [options]``.
+
+Reads one or more data roots (Kaggle layout or the compact labels layout), splits a
+validation set stratified by image type, trains on augmented random crops with
+Matterport's stages (``--layers heads|3+|4+|5+|all|REGEX``), writes atomic best/last
+checkpoints, CSV and TensorBoard logs into RUN_DIR (resumable with ``--resume``), and
+at the end scores the validation images with the DSB metric.
+
+The trained model is RUN_DIR/best.weights.h5 + RUN_DIR/best.json; predict with
+``python -m tools.predict --model mrcnn --weights RUN_DIR/best.weights.h5 --images DIR --out OUT``.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from preprocessing.errors import NucleiError
+
+log = logging.getLogger("train_mrcnn")
+
+# command-line option -> config field
+OVERRIDES = {
+    "backbone": "BACKBONE", "alpha": "BACKBONE_ALPHA", "crop_size": "IMAGE_CROP_SIZE",
+    "images_per_gpu": "IMAGES_PER_GPU", "learning_rate": "LEARNING_RATE", "steps_per_epoch": "STEPS_PER_EPOCH",
+    "validation_steps": "VALIDATION_STEPS", "augment": "AUGMENT", "normalize": "NORMALIZE", "seed": "SEED",
+    "optimizer": "OPTIMIZER", "train_rois": "TRAIN_ROIS_PER_IMAGE", "pyramid_size": "TOP_DOWN_PYRAMID_SIZE",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m tools.train mrcnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", action="append", required=True, help="data root (repeatable)")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, config)")
+    parser.add_argument("--config", default="nucleus",
+                        help="config name (nucleus, tiny, base) or a config JSON file; options below override it")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="folder whose image ids are left out of training and validation (repeatable)")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=40, help="epoch to stop at (cumulative)")
+    parser.add_argument("--layers", default="all", help="heads, 3+, 4+, 5+, all, or a regex over layer names")
+    parser.add_argument("--init-weights", help="HDF5 weights loaded by layer name before training (heads excluded)")
+    parser.add_argument("--time-limit", type=float, help="seconds: cosine LR over this budget, then stop")
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = TF's choice)")
+    parser.add_argument("--workers", type=int, default=1, help="PyDataset worker threads")
+    parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
+    parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
+    parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
+    parser.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "resnet101", "tiny"))
+    parser.add_argument("--alpha", type=float, help="MobileNetV2 width multiplier")
+    parser.add_argument("--crop-size", type=int)
+    parser.add_argument("--images-per-gpu", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--validation-steps", type=int)
+    parser.add_argument("--augment", choices=("none", "light", "heavy"))
+    parser.add_argument("--normalize", choices=("standardize", "plain", "clahe"))
+    parser.add_argument("--optimizer", choices=("SGD", "ADAM"))
+    parser.add_argument("--train-rois", type=int)
+    parser.add_argument("--pyramid-size", type=int)
+    parser.add_argument("--seed", type=int)
+    return parser
+
+
+def make_config(args, run_dir):
+    from mrcnn.config import CONFIGS, Config, config_from_name
+
+    if args.resume and (run_dir / "config.json").is_file():
+        return Config.load(run_dir / "config.json")
+    if args.config in CONFIGS:
+        base = config_from_name(args.config)
+    else:
+        base = Config.load(args.config)
+    overrides = {field: getattr(args, name) for name, field in OVERRIDES.items() if getattr(args, name) is not None}
+    if args.multi_gpu:
+        import tensorflow as tf
+
+        overrides["GPU_COUNT"] = max(1, len(tf.config.list_logical_devices("GPU")))
+    return Config.from_dict({**base.to_dict(), **overrides})
+
+
+def load_samples(roots, exclude_roots, max_images, seed):
+    from preprocessing.dataset import load_dataset
+
+    excluded = set()
+    for root in exclude_roots:
+        if not Path(root).is_dir():
+            raise NucleiError("--exclude folder not found", root)
+        excluded |= {p.name for p in Path(root).iterdir() if p.is_dir()}
+    samples = []
+    for root in roots:
+        dataset = load_dataset(root, require_labels=True, progress=sys.stderr.isatty())
+        samples += [s for s in dataset.samples if s.image_id not in excluded]
+    ids = [s.image_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise NucleiError("the same image id appears in several --data roots")
+    if max_images and len(samples) > max_images:
+        import numpy as np
+
+        keep = np.random.default_rng(seed).choice(len(samples), max_images, replace=False)
+        samples = [samples[k] for k in sorted(keep)]
+    return samples
+
+
+def score_validation(predictor, samples):
+    """DSB score of the predictor on full validation images (metric dict)."""
+    from tools.metric import dataset_score
+
+    pairs = []
+    for sample in samples:
+        labels, _ = predictor.predict(sample.image)
+        pairs.append((sample.image_id, sample.labels, labels))
+    return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
+
+
+def train(args):
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, args.threads))
+    import keras
+
+    from mrcnn.data import MrcnnDataset
+    from mrcnn.model import MaskRCNN
+    from preprocessing.split import stratified_split
+    from tools.io import save_json_atomic
+    from tools.training import TimeBudget, cosine_schedule, get_strategy
+
+    run_dir = Path(args.out)
+    if (run_dir / "state.json").exists() and not args.resume:
+        raise NucleiError("run folder already holds a run; pass --resume to continue it or choose another --out",
+                          run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = make_config(args, run_dir)
+    config.save(run_dir / "config.json")
+    keras.utils.set_random_seed(config.SEED)
+    print(config.display())
+
+    samples = load_samples(args.data, args.exclude, args.max_images, config.SEED)
+    train_ids, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples],
+                                          args.val_fraction, config.SEED)
+    train_set = set(train_ids)
+    train_samples = [s for s in samples if s.image_id in train_set]
+    val_samples = [s for s in samples if s.image_id not in train_set]
+    save_json_atomic(run_dir / "split.json", {"train": train_ids, "val": val_ids})
+    print(f"training on {len(train_samples)} images, validating on {len(val_samples)}")
+
+    train_data = MrcnnDataset(train_samples, config, training=True, workers=args.workers,
+                              max_queue_size=2 * max(1, args.workers))
+    val_data = MrcnnDataset(val_samples, config, training=False) if val_samples else None
+
+    strategy = get_strategy(args.multi_gpu)
+    with strategy.scope():
+        model = MaskRCNN(config)
+        if args.init_weights and not args.resume:
+            from mrcnn.weights import load_weights_by_name
+
+            report = load_weights_by_name(model, args.init_weights, skip_mismatch=True)
+            print(f"loaded {len(report['loaded'])} layers by name from {args.init_weights}")
+        schedule = (TimeBudget(config.LEARNING_RATE, args.time_limit) if args.time_limit
+                    else cosine_schedule(config.LEARNING_RATE, args.epochs))
+        started = time.time()
+        model.train(train_data, val_data, config.LEARNING_RATE, args.epochs, args.layers, run_dir=run_dir,
+                    schedule=schedule, verbose=1 if sys.stdout.isatty() else 2)
+    elapsed = time.time() - started
+    done = int(model.optimizer.iterations) * config.BATCH_SIZE if model.optimizer is not None else 0
+    print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.2f} crops/s)")
+
+    best = run_dir / "best.weights.h5"
+    if not best.is_file() and (run_dir / "last.weights.h5").is_file():
+        shutil.copyfile(run_dir / "last.weights.h5", best)
+    config.save(run_dir / "best.json")
+    if val_samples and not args.no_val_score and best.is_file():
+        from mrcnn.predictor import MrcnnPredictor
+
+        result = score_validation(MrcnnPredictor.from_path(best), val_samples)
+        save_json_atomic(run_dir / "val_score.json", result)
+        print(f"validation DSB score: {result['score']:.4f}")
+    return 0
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from tools.training import TrainingStopped
+
+    try:
+        return train(args)
+    except (NucleiError, TrainingStopped) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
