@@ -5,8 +5,17 @@ Writes:
     OUTDIR/labels/<id>.png       16-bit instance label image per input
     OUTDIR/overlays/<id>.png     nucleus outlines drawn on the image (unless --no-overlays)
 
+    OUTDIR/contact_sheet.html    with --labels: true positives, false positives and misses per image
+    OUTDIR/contact_sheet.png     (the same as one picture) and OUTDIR/score.json
+
 ``--images`` takes Kaggle's layout (<id>/images/<id>.png) or a flat folder of images.
 Without ``--weights`` the shipped weights in weights/ are used.
+
+Test time: ``--tta N`` averages N of the 15 transforms of tools/tta.py (``--tta 15``: all);
+``--ensemble`` combines the U-Net and Mask R-CNN (tools/ensemble.py); ``--dilate``,
+``--fill-holes``, ``--closing``, ``--min-size``, ``--max-count`` post-process every
+image (tools/postprocess.py); ``--params`` reads the choices made by ``python -m tools.tune``
+(flags given on the command line win).
 """
 
 import argparse
@@ -46,11 +55,81 @@ def build_parser():
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     parser.add_argument("--no-labels", action="store_true", help="do not write label PNGs")
+    tta = parser.add_argument_group("test time")
+    tta.add_argument("--tta", type=int, default=None, metavar="N",
+                     help="test-time transforms, 1..15 (1 = single pass; 15 = all of tools/tta.py)")
+    tta.add_argument("--ensemble", action="store_true",
+                     help="combine the U-Net and Mask R-CNN (Mask R-CNN instances refined and completed by "
+                          "the U-Net's maps); weights from --unet-weights / --mrcnn-weights or weights/")
+    tta.add_argument("--unet-weights", help="U-Net weights for --ensemble (default: --weights if --model unet)")
+    tta.add_argument("--mrcnn-weights", help="Mask R-CNN weights for --ensemble (default: --weights if --model mrcnn)")
+    tta.add_argument("--params", help="JSON written by python -m tools.tune (post-processing, thresholds)")
+    post = parser.add_argument_group("post-processing (each off unless given)")
+    post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
+                      help="grow each nucleus by this many pixels, never into a neighbour")
+    post.add_argument("--fill-holes", action="store_true", default=None, help="fill holes inside each nucleus")
+    post.add_argument("--closing", type=int, default=None, metavar="RADIUS", help="closing of each nucleus")
+    post.add_argument("--min-size", type=int, default=None, metavar="PIXELS", help="drop smaller nuclei")
+    post.add_argument("--max-count", type=int, default=None, metavar="N", help="keep the N best-scoring nuclei")
+    parser.add_argument("--labels", metavar="DIR",
+                        help="true masks for these images (Kaggle layout): print the DSB score and write a "
+                             "contact sheet of true positives, false positives and misses")
+    parser.add_argument("--sheet-images", type=int, default=24, metavar="N",
+                        help="images on the contact sheet, worst first (default 24)")
     return parser
 
 
-def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=True, progress=True):
-    """Predict every image under ``images_dir``; write outputs; return {id: labels} summary counts."""
+POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count")
+
+
+def read_params(path):
+    """The JSON of python -m tools.tune: {postprocess: {...}, thresholds: {...}, ensemble: {...}, tta: N}."""
+    import json
+
+    try:
+        params = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise NucleiError(f"cannot read parameters: {error}", path) from None
+    if not isinstance(params, dict):
+        raise NucleiError("parameters must be a JSON object", path)
+    return params
+
+
+def build_pipeline(args):
+    """The InferencePipeline the command line asks for."""
+    from tools.ensemble import EnsembleConfig
+    from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
+    from tools.postprocess import PostprocessConfig
+
+    params = read_params(args.params) if args.params else {}
+    post = dict(params.get("postprocess", {}))
+    for name in POSTPROCESS_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            post[name] = value
+    tta = args.tta if args.tta is not None else int(params.get("tta", 1))
+    use_unet = args.model == "unet" or args.ensemble
+    use_mrcnn = args.model == "mrcnn" or args.ensemble
+    dense = instance = None
+    if use_unet:
+        weights = args.unet_weights or (args.weights if args.model == "unet" else None)
+        thresholds = params.get("thresholds") or None
+        dense = DenseModel(load_predictor("unet", weights), thresholds)
+    if use_mrcnn:
+        weights = args.mrcnn_weights or (args.weights if args.model == "mrcnn" else None)
+        instance = InstanceModel(load_predictor("mrcnn", weights))
+    return InferencePipeline(dense, instance, tta=tta, postprocess_config=PostprocessConfig.from_dict(post),
+                             ensemble_config=EnsembleConfig.from_dict(params.get("ensemble", {})))
+
+
+def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=True, progress=True,
+                   keep_labels=None):
+    """Predict every image under ``images_dir``; write outputs; return {id: nucleus count}.
+
+    ``predictor`` is anything with ``predict(image) -> (labels, scores)`` (a model's
+    predictor or a tools.pipeline.InferencePipeline). ``keep_labels``: optional dict
+    filled with {id: labels} for the ids it already holds as keys (for scoring).
+    """
     from preprocessing.dataset import iter_images, read_image, write_png
     from tools.overlay import draw_outlines
     from tools.submission import write_submission
@@ -74,6 +153,8 @@ def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=T
             image = read_image(path)
             labels, _ = predictor.predict(image)
             counts[image_id] = int(labels.max())
+            if keep_labels is not None and image_id in keep_labels:
+                keep_labels[image_id] = labels
             if label_images:
                 write_png(out_dir / "labels" / f"{image_id}.png", labels.astype(np.uint16))
             if overlays:
@@ -84,18 +165,46 @@ def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=T
     return counts
 
 
+def report_against_truth(truth, predicted, out_dir, sheet_images):
+    """Score the predicted images that have true masks; write score.json and the contact sheet."""
+    from tools.contact_sheet import write_contact_sheet
+    from tools.evaluate import evaluate_labels
+    from tools.io import save_json_atomic
+
+    scored = {image_id: labels for image_id, labels in predicted.items() if labels is not None}
+    if not scored:
+        raise NucleiError("none of the predicted images has true masks in --labels")
+    true = {image_id: truth[image_id].labels for image_id in scored}
+    result = evaluate_labels(scored, true, {image_id: truth[image_id].image_type for image_id in scored})
+    save_json_atomic(out_dir / "score.json", {"score": result["score"], "per_type": result["per_type"],
+                                              "per_image": result["per_image"]})
+    samples = [truth[image_id] for image_id in scored]
+    write_contact_sheet(out_dir, samples, scored, max_images=sheet_images)
+    print(f"DSB score on {len(scored)} labelled images: {result['score']:.4f}")
+    print(f"contact sheet: {out_dir / 'contact_sheet.html'}")
+
+
 def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
-        predictor = load_predictor(args.model, args.weights)
+        predictor = build_pipeline(args)
+        truth = None
+        keep = None
+        if args.labels:
+            from preprocessing.dataset import load_dataset
+
+            truth = {s.image_id: s for s in load_dataset(args.labels).samples if s.labels is not None}
+            keep = dict.fromkeys(truth)
         started = time.time()
         counts = predict_folder(predictor, args.images, args.out, not args.no_overlays, not args.no_labels,
-                                progress=True)
+                                progress=True, keep_labels=keep)
+        elapsed = time.time() - started
+        if truth is not None:
+            report_against_truth(truth, keep, Path(args.out), args.sheet_images)
     except NucleiError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    elapsed = time.time() - started
     out = Path(args.out)
     print(f"{len(counts)} images, {sum(counts.values())} nuclei in {elapsed:.1f} s "
           f"({elapsed / len(counts):.2f} s/image)")

@@ -1,0 +1,129 @@
+"""U-Net + Mask R-CNN ensemble: Mask R-CNN instances refined and completed by the U-Net's maps.
+
+Mask R-CNN is good at telling touching nuclei apart (one detection each) and weak at
+their exact outlines (28x28 masks pasted into boxes); the U-Net is the reverse. So:
+
+* identity from Mask R-CNN: each of its instances with score >= ``mrcnn_min_score``
+  becomes a watershed marker (its pixels where the U-Net also sees foreground);
+* outline from the U-Net: markers grow by watershed on -P(body) over the U-Net
+  foreground P(body) + P(border) > ``foreground_threshold``; Mask R-CNN pixels the
+  U-Net calls background are dropped, unless the detection is confident
+  (score >= ``keep_score``), when it is kept as it was;
+* completion from the U-Net: U-Net seeds (P(body) > ``seed_threshold``) that touch
+  no Mask R-CNN instance, and U-Net foreground blobs with no marker at all, become
+  nuclei of their own, scored by their mean U-Net foreground times ``unet_score_factor``.
+
+Pure numpy / scikit-image; inputs are plain arrays, so any pair of models fits.
+"""
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import watershed
+
+from preprocessing.errors import NucleiError
+from tools.postprocess import compact
+
+BODY, BORDER, BACKGROUND = 0, 1, 2
+
+
+@dataclasses.dataclass
+class EnsembleConfig:
+    """Thresholds of the ensemble (tuned on the validation split with tools.tune)."""
+
+    foreground_threshold: float = 0.5
+    seed_threshold: float = 0.7
+    min_seed_size: int = 3
+    mrcnn_min_score: float = 0.5
+    keep_score: float = 0.95
+    add_unet_nuclei: bool = True
+    unet_score_factor: float = 0.8
+
+    def __post_init__(self):
+        for name in ("foreground_threshold", "seed_threshold"):
+            if not 0 < getattr(self, name) < 1:
+                raise NucleiError(f"ensemble {name} must be in (0, 1), got {getattr(self, name)}")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise NucleiError(f"unknown ensemble fields: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def mean_over_labels(labels, values):
+    """float32 [N]: mean of ``values`` [H, W] over each id 1..N of ``labels`` [H, W]."""
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return np.zeros(0, np.float32)
+    sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    return (sums[1:] / np.maximum(counts[1:], 1)).astype(np.float32)
+
+
+def ensemble_instances(probabilities, mrcnn_labels, mrcnn_scores, config=None):
+    """Combine U-Net probability maps with Mask R-CNN instances.
+
+    Args:
+        probabilities: float [H, W, 3] softmax (body, border, background) from the U-Net.
+        mrcnn_labels: int [H, W] Mask R-CNN instances (ids 1..M, 0 = background).
+        mrcnn_scores: float [M] detection scores aligned with ids.
+        config: EnsembleConfig.
+
+    Returns:
+        (labels int32 [H, W] ids 1..N, scores float32 [N]).
+    """
+    config = config or EnsembleConfig()
+    if probabilities.shape[:2] != mrcnn_labels.shape:
+        raise NucleiError(f"U-Net maps {probabilities.shape[:2]} and Mask R-CNN labels {mrcnn_labels.shape} differ")
+    body = probabilities[..., BODY]
+    foreground_p = 1.0 - probabilities[..., BACKGROUND]
+    foreground = foreground_p > config.foreground_threshold
+    mrcnn_labels, mrcnn_scores = compact(np.asarray(mrcnn_labels), np.asarray(mrcnn_scores, np.float32))
+    weak = np.concatenate([[False], mrcnn_scores < config.mrcnn_min_score])
+    mrcnn_labels = np.where(weak[mrcnn_labels], 0, mrcnn_labels)
+    mrcnn_labels, mrcnn_scores = compact(mrcnn_labels, mrcnn_scores)
+    n_mrcnn = mrcnn_scores.size
+
+    markers = np.where(foreground, mrcnn_labels, 0).astype(np.int64)
+    confident = np.concatenate([[False], mrcnn_scores >= config.keep_score])
+    fixed = confident[mrcnn_labels]  # confident detections keep their pixels outside the U-Net foreground
+    markers[fixed] = mrcnn_labels[fixed]
+    next_id = n_mrcnn + 1
+    if config.add_unet_nuclei:
+        seeds, n_seeds = ndimage.label((body > config.seed_threshold) & foreground)
+        if n_seeds:
+            sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
+            covered = np.zeros(n_seeds + 1, bool)
+            covered[np.unique(seeds[mrcnn_labels > 0])] = True
+            new = (sizes >= config.min_seed_size) & ~covered
+            new[0] = False
+            new_ids = np.zeros(n_seeds + 1, np.int64)
+            new_ids[new] = next_id + np.arange(int(new.sum()))
+            markers = np.where(new_ids[seeds] > 0, new_ids[seeds], markers)
+            next_id += int(new.sum())
+    grow_mask = foreground | (markers > 0)
+    if config.add_unet_nuclei:
+        blobs, n_blobs = ndimage.label(foreground)
+        if n_blobs:
+            marked = np.zeros(n_blobs + 1, bool)
+            marked[np.unique(blobs[markers > 0])] = True
+            lonely = ~marked[blobs] & (blobs > 0)
+            if lonely.any():
+                extra, n_extra = ndimage.label(lonely)
+                markers = np.where(extra > 0, extra + next_id - 1, markers)
+                next_id += n_extra
+    labels = watershed(-body, markers=markers, mask=grow_mask) if markers.max() > 0 else markers
+    labels = np.where(fixed, mrcnn_labels, labels)  # confident Mask R-CNN pixels stay theirs
+    scores = np.zeros(next_id - 1, np.float32)
+    scores[:n_mrcnn] = mrcnn_scores
+    unet_means = mean_over_labels(labels, foreground_p)
+    extra_ids = np.arange(n_mrcnn, min(next_id - 1, unet_means.size))
+    scores[extra_ids] = unet_means[extra_ids] * config.unet_score_factor
+    return compact(labels, scores)
