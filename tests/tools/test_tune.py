@@ -1,0 +1,54 @@
+"""tools.tune: coordinate descent finds the best setting; only validation images are scored."""
+
+import numpy as np
+from scipy import ndimage
+
+from preprocessing.split import stratified_split
+from tools.postprocess import PostprocessConfig
+from tools.tune import coordinate_descent, tune, validation_samples
+
+
+def test_coordinate_descent_finds_the_separable_optimum():
+    target = {"a": 3, "b": "y", "c": True}
+    candidates = {"a": [0, 1, 2, 3, 4], "b": ["x", "y"], "c": [False, True]}
+    log = []
+    best, score = coordinate_descent(lambda p: -abs(p["a"] - 3) + (p["b"] == "y") + p["c"] * 0.5,
+                                     {"a": 0, "b": "x", "c": False, "fixed": 7}, candidates, rounds=3, log=log)
+    assert {k: best[k] for k in target} == target and best["fixed"] == 7
+    assert score == 1.5 and len(log) >= 8
+
+
+def test_validation_samples_are_the_training_split_held_out(sample_root, sample_dataset):
+    val = validation_samples([sample_root], val_fraction=0.3, seed=0)
+    samples = sample_dataset.samples
+    train_ids, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples], 0.3, 0)
+    assert [s.image_id for s in val] == val_ids
+    assert not set(val_ids) & set(train_ids)
+
+
+class _ShrunkTruth:
+    """A stand-in instance model that returns the true nuclei eroded by one pixel."""
+
+    def __init__(self, truth_by_shape):
+        self.truth_by_shape = truth_by_shape
+
+    def predict(self, image):
+        truth = self.truth_by_shape[image.shape[:2]]
+        eroded = np.zeros_like(truth)
+        for index, window in enumerate(ndimage.find_objects(truth), start=1):
+            if window is not None:
+                mask = ndimage.binary_erosion(truth[window] == index)
+                eroded[window][mask] = index
+        return eroded, np.ones(int(truth.max()), np.float32)
+
+
+def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset):
+    from tools.pipeline import InferencePipeline, InstanceModel
+
+    samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:2]
+    model = _ShrunkTruth({s.image.shape[:2]: s.labels for s in samples[:1]})
+    pipeline = InferencePipeline(None, InstanceModel(model), tta=1)
+    result = tune(pipeline, samples[:1], rounds=1, progress=False)
+    assert result["postprocess"]["dilate"] >= 1
+    assert result["score"] > result["baseline_score"]
+    PostprocessConfig.from_dict(result["postprocess"])  # predict --params can read it
