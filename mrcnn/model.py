@@ -103,7 +103,9 @@ class MaskRCNN(keras.Model):
         return features, logits, probs, deltas, anchors, shape[1:3]
 
     def call(self, images, training=False):
-        """Inference (see the class doc)."""
+        """Inference (see the class doc). A training batch dict is accepted (its 'image' is used)."""
+        if isinstance(images, dict):
+            images = images["image"]
         features, _, probs, deltas, anchors, size = self._rpn(images, False)
         rois = self.inference_proposals([probs, deltas, anchors, size])
         pooled = self.box_align([rois] + features[:4])
