@@ -4,7 +4,8 @@ Reads one or more data roots (Kaggle layout or the compact labels layout), split
 validation set stratified by image type, trains on augmented random crops, writes
 atomic best/last checkpoints and logs into RUN_DIR, and at the end scores the
 validation images with the DSB metric. ``--resume`` continues an interrupted run.
-The final model is RUN_DIR/best.weights.h5 + RUN_DIR/best.json (what predict takes).
+The final model is RUN_DIR/model.weights.h5 + RUN_DIR/model.json (the best checkpoint
+without optimizer state: what tools.predict takes).
 """
 
 import argparse
@@ -88,6 +89,19 @@ def load_samples(roots, exclude_roots, max_images, seed):
     return samples
 
 
+def export_model(checkpoint, config, stem):
+    """Write STEM.weights.h5 (model weights only, no optimizer state) + STEM.json from a checkpoint."""
+    from tools.io import save_weights_atomic
+    from unet.model import build_unet
+
+    model = build_unet(dataclasses.replace(config, encoder_weights=None))
+    model.load_weights(checkpoint)  # checkpoints also hold optimizer variables; a bare model skips them
+    weights_path = Path(f"{stem}.weights.h5")
+    save_weights_atomic(model, weights_path)
+    config.save(Path(f"{stem}.json"))
+    return weights_path
+
+
 def score_validation(predictor, samples):
     """DSB score of the predictor on full validation images; returns the metric dict."""
     from tools.metric import dataset_score
@@ -151,7 +165,7 @@ def train(args):
     callbacks = make_callbacks(run_dir, "val_loss" if val_data is not None else "loss", "min", initial_epoch,
                                schedule)
     checkpoint = callbacks[0]
-    started = time.time()
+    started, start_iterations = time.time(), int(model.optimizer.iterations)
     model.fit(train_data, epochs=args.epochs, initial_epoch=initial_epoch, validation_data=val_data,
               validation_batch_size=config.batch_size, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     elapsed = time.time() - started
@@ -159,19 +173,14 @@ def train(args):
     if interrupted:
         print(f"interrupted: saved {run_dir / 'last.weights.h5'}; continue with --resume")
         return 130
-    done = int(model.optimizer.iterations) * config.batch_size
+    done = (int(model.optimizer.iterations) - start_iterations) * config.batch_size
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.1f} crops/s)")
 
     best = run_dir / "best.weights.h5"
-    if not best.is_file():
-        best = run_dir / "last.weights.h5"
-    config.save(run_dir / "best.json")
-    if best.name != "best.weights.h5":
-        import shutil
-
-        shutil.copyfile(best, run_dir / "best.weights.h5")
+    model_path = export_model(best if best.is_file() else run_dir / "last.weights.h5", config, run_dir / "model")
+    print(f"model: {model_path} (+ {model_path.name.replace('.weights.h5', '.json')}), for tools.predict")
     if val_samples and not args.no_val_score:
-        predictor = UNetPredictor.from_path(run_dir / "best.weights.h5")
+        predictor = UNetPredictor.from_path(model_path)
         result = score_validation(predictor, val_samples)
         from tools.io import save_json_atomic
 
