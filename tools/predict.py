@@ -108,6 +108,10 @@ def build_pipeline(args):
         if value is not None:
             post[name] = value
     tta = args.tta if args.tta is not None else int(params.get("tta", 1))
+    from tools.tta import select_transforms
+
+    select_transforms(tta)  # a bad --tta fails before any model loads
+    post_config = PostprocessConfig.from_dict(post)
     use_unet = args.model == "unet" or args.ensemble
     use_mrcnn = args.model == "mrcnn" or args.ensemble
     dense = instance = None
@@ -118,7 +122,7 @@ def build_pipeline(args):
     if use_mrcnn:
         weights = args.mrcnn_weights or (args.weights if args.model == "mrcnn" else None)
         instance = InstanceModel(load_predictor("mrcnn", weights))
-    return InferencePipeline(dense, instance, tta=tta, postprocess_config=PostprocessConfig.from_dict(post),
+    return InferencePipeline(dense, instance, tta=tta, postprocess_config=post_config,
                              ensemble_config=EnsembleConfig.from_dict(params.get("ensemble", {})))
 
 
