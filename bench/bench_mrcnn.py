@@ -1,0 +1,116 @@
+"""Mask R-CNN on this machine: training images per second, inference seconds per image, DSB score.
+
+    python bench/bench_mrcnn.py [--config nucleus --alpha 0.5 --crop-size 256 --images-per-gpu 4]
+                                [--weights RUN/best.weights.h5] [--images data/sample/stage1_train]
+                                [--steps 20] [--threads 2] [--out bench/mrcnn.json]
+
+Training speed: ``--steps`` timed steps (after two warm-up steps) of a freshly built
+model of the given config on random crops of ``--images``. Inference: every image under
+``--images`` through MrcnnPredictor (``--weights``, or the untrained model when absent:
+then the detections, and so the mask pasting time, are not representative).
+Score: the DSB metric on ``--images`` when it holds labels and ``--weights`` is given.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="nucleus")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--crop-size", type=int, default=256)
+    parser.add_argument("--images-per-gpu", type=int, default=4)
+    parser.add_argument("--weights")
+    parser.add_argument("--images", default=str(ROOT / "data" / "sample" / "stage1_train"))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import keras
+    import numpy as np
+
+    from mrcnn.config import config_from_name
+    from mrcnn.data import MrcnnDataset
+    from mrcnn.model import MaskRCNN
+    from mrcnn.predictor import MrcnnPredictor
+    from preprocessing.dataset import load_dataset
+
+    dataset = load_dataset(args.images)
+    samples = dataset.samples
+    labelled = [s for s in samples if s.labels is not None]
+    result = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+              "tensorflow_threads": args.threads, "images": args.images}
+
+    if labelled and args.steps > 0:
+        overrides = {"IMAGE_CROP_SIZE": args.crop_size, "IMAGES_PER_GPU": args.images_per_gpu,
+                     "STEPS_PER_EPOCH": args.steps + 2}
+        if args.config != "tiny":
+            overrides["BACKBONE_ALPHA"] = args.alpha
+        config = config_from_name(args.config, **overrides)
+        keras.utils.set_random_seed(0)
+        model = MaskRCNN(config)
+        model.compile_for_training(config.LEARNING_RATE, "all")
+        data = MrcnnDataset(labelled, config, training=True)
+        step = tf.function(model.train_step)
+        batches = [{k: tf.constant(v) for k, v in data[i].items()} for i in range(2)]
+        for batch in batches:
+            step(batch)  # warm-up (tracing)
+        started = time.perf_counter()
+        for i in range(args.steps):
+            step(batches[i % 2])
+        graph_s = (time.perf_counter() - started) / args.steps
+        started = time.perf_counter()
+        for i in range(min(args.steps, 10)):
+            data[i]
+        data_s = (time.perf_counter() - started) / min(args.steps, 10)
+        result["training"] = {"config": args.config, "backbone": config.BACKBONE, "alpha": config.BACKBONE_ALPHA,
+                              "crop": args.crop_size, "batch": config.BATCH_SIZE, "step_s": round(graph_s, 3),
+                              "data_s_per_batch": round(data_s, 3),
+                              "images_per_s": round(config.BATCH_SIZE / graph_s, 2)}
+        print(json.dumps(result["training"]))
+
+    if args.weights:
+        predictor = MrcnnPredictor.from_path(args.weights)
+    else:
+        config = config_from_name(args.config, **({} if args.config == "tiny" else {"BACKBONE_ALPHA": args.alpha}))
+        predictor = MrcnnPredictor(MaskRCNN(config))
+    predictor.predict(samples[0].image)  # warm-up (tracing)
+    times, pairs = [], []
+    for sample in samples:
+        started = time.perf_counter()
+        labels, _ = predictor.predict(sample.image)
+        times.append(time.perf_counter() - started)
+        if sample.labels is not None:
+            pairs.append((sample.image_id, sample.labels, labels))
+    result["inference"] = {"weights": args.weights, "images": len(samples),
+                           "s_per_image_mean": round(float(np.mean(times)), 3),
+                           "s_per_image_max": round(float(np.max(times)), 3)}
+    print(json.dumps(result["inference"]))
+    if args.weights and pairs:
+        from tools.metric import dataset_score
+
+        score = dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
+        result["dsb_score"] = round(float(score["score"]), 4)
+        print(f"DSB score on {len(pairs)} images: {result['dsb_score']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
