@@ -165,7 +165,7 @@ def train(args):
     callbacks = make_callbacks(run_dir, "val_loss" if val_data is not None else "loss", "min", initial_epoch,
                                schedule)
     checkpoint = callbacks[0]
-    started, start_iterations = time.time(), int(model.optimizer.iterations)
+    started, start_iterations = time.time(), int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     model.fit(train_data, epochs=args.epochs, initial_epoch=initial_epoch, validation_data=val_data,
               validation_batch_size=config.batch_size, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     elapsed = time.time() - started
@@ -173,7 +173,7 @@ def train(args):
     if interrupted:
         print(f"interrupted: saved {run_dir / 'last.weights.h5'}; continue with --resume")
         return 130
-    done = (int(model.optimizer.iterations) - start_iterations) * config.batch_size
+    done = (int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - start_iterations) * config.batch_size
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.1f} crops/s)")
 
     best = run_dir / "best.weights.h5"
