@@ -252,8 +252,12 @@ def read_torch_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise NucleiError("checkpoint not found", path)
-    obj = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
-    obj = _materialize(obj)
+    try:
+        obj = _materialize(_read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path))
+    except NucleiError as error:
+        if error.path is None:
+            raise NucleiError(str(error), path) from None
+        raise
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
         raise NucleiError(f"checkpoint holds a {type(obj).__name__}, not a state_dict", path)
     return obj
