@@ -29,10 +29,10 @@ from preprocessing.errors import NucleiError
 from tools.postprocess import PostprocessConfig, postprocess
 
 THRESHOLD_CANDIDATES = {
-    "foreground_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
-    "seed_threshold": [0.5, 0.6, 0.7, 0.8, 0.9],
-    "min_seed_size": [1, 3, 6, 12],
-    "min_nucleus_size": [1, 8, 16, 32],
+    "foreground_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "seed_threshold": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+    "min_seed_size": [1, 3, 6, 12, 24, 48],
+    "min_nucleus_size": [1, 8, 16, 32, 48, 64],
 }
 ENSEMBLE_CANDIDATES = {
     "foreground_threshold": [0.3, 0.4, 0.5, 0.6],
