@@ -17,11 +17,12 @@ SAMPLE = ROOT / "data" / "sample" / "stage1_train"
 
 
 def run_model(model, out_dir):
+    """Predict the sample with the shipped weights (and their tuned parameters), then score it."""
     from tools.evaluate import evaluate_submission, format_report
-    from tools.predict import load_predictor, predict_folder
+    from tools.predict import build_parser, build_pipeline, predict_folder
 
-    predictor = load_predictor(model)
-    counts = predict_folder(predictor, SAMPLE, out_dir)
+    args = build_parser().parse_args(["--model", model, "--images", str(SAMPLE), "--out", str(out_dir)])
+    counts = predict_folder(build_pipeline(args), SAMPLE, out_dir)
     result = evaluate_submission(out_dir / "submission.csv", labels_dir=SAMPLE)
     print(format_report(result))
     print(f"[{model}] {len(counts)} images, {sum(counts.values())} nuclei predicted")

@@ -63,7 +63,9 @@ def build_parser():
                           "the U-Net's maps); weights from --unet-weights / --mrcnn-weights or weights/")
     tta.add_argument("--unet-weights", help="U-Net weights for --ensemble (default: --weights if --model unet)")
     tta.add_argument("--mrcnn-weights", help="Mask R-CNN weights for --ensemble (default: --weights if --model mrcnn)")
-    tta.add_argument("--params", help="JSON written by python -m tools.tune (post-processing, thresholds)")
+    tta.add_argument("--params", help="JSON written by python -m tools.tune (post-processing, thresholds); "
+                                      "default: X.params.json beside the weights X.weights.h5, when present")
+    tta.add_argument("--no-params", action="store_true", help="ignore tuned parameters shipped beside the weights")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
@@ -95,13 +97,29 @@ def read_params(path):
     return params
 
 
+def default_params_path(args):
+    """Tuned parameters shipped beside the weights: X.params.json for X.weights.h5 (None if absent).
+
+    In ensemble mode the file is looked for beside the U-Net weights as X.ensemble.params.json.
+    """
+    model = "unet" if args.ensemble else args.model
+    weights = Path(args.unet_weights or args.weights or DEFAULT_WEIGHTS[model]) if model == "unet" else Path(
+        args.mrcnn_weights or args.weights or DEFAULT_WEIGHTS[model])
+    stem = weights.name[: -len(".weights.h5")] if weights.name.endswith(".weights.h5") else weights.stem
+    path = weights.with_name(stem + (".ensemble" if args.ensemble else "") + ".params.json")
+    return path if path.is_file() else None
+
+
 def build_pipeline(args):
     """The InferencePipeline the command line asks for."""
     from tools.ensemble import EnsembleConfig
     from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
     from tools.postprocess import PostprocessConfig
 
-    params = read_params(args.params) if args.params else {}
+    params_path = args.params or (None if args.no_params else default_params_path(args))
+    params = read_params(params_path) if params_path else {}
+    if params_path:
+        print(f"parameters: {params_path}")
     post = dict(params.get("postprocess", {}))
     for name in POSTPROCESS_FLAGS:
         value = getattr(args, name)
