@@ -204,6 +204,8 @@ def _read_legacy(path):
         if protocol != LEGACY_PROTOCOL:
             raise NucleiError(f"unsupported legacy checkpoint protocol {protocol!r}", path)
         sys_info = _restricted_load(f)
+        if not isinstance(sys_info, dict):
+            raise NucleiError("legacy checkpoint without its sys_info header", path)
         order = "<" if sys_info.get("little_endian", True) else ">"
         roots, views = {}, {}
 
@@ -222,6 +224,8 @@ def _read_legacy(path):
 
         obj = _restricted_load(f, load_storage)
         keys = _restricted_load(f)
+        if not isinstance(keys, list):
+            raise NucleiError("legacy checkpoint without its list of storage keys", path)
         for key in keys:
             if key not in roots:
                 raise NucleiError(f"legacy checkpoint lists storage {key!r} that no tensor uses", path)
