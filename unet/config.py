@@ -18,7 +18,8 @@ CLASSES = ("body", "border", "background")
 class UNetConfig:
     # --- network -------------------------------------------------------------
     # Encoder: 'plain' (conv-BN-ReLU blocks trained from scratch) or 'mobilenetv2'
-    # (keras.applications.MobileNetV2, ImageNet weights loaded from ENCODER_WEIGHTS).
+    # (unet.pretrained's torch-compatible MobileNetV2; ImageNet weights from encoder_weights,
+    # e.g. weights/mobilenetv2_imagenet.weights.h5 made by tools.convert_weights).
     encoder: str = "plain"
     # Levels of down-sampling; the input side must be a multiple of 2**depth.
     depth: int = 4

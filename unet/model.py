@@ -56,17 +56,18 @@ def plain_encoder(inputs, config):
 
 
 def mobilenetv2_encoder(inputs, config):
-    """MobileNetV2 (ImageNet-initialisable) encoder with a full-resolution skip."""
-    backbone = keras.applications.MobileNetV2(include_top=False, weights=None,
-                                              input_shape=(None, None, 3), alpha=1.0)
-    if config.encoder_weights:
-        from unet.pretrained import load_encoder_weights
+    """MobileNetV2 encoder (torch-compatible build, ImageNet weights from a converted
+    torchvision checkpoint, see unet/pretrained.py) with a full-resolution skip."""
+    from unet.pretrained import build_mobilenetv2_backbone, imagenet_normalization, load_encoder_weights
 
+    backbone = build_mobilenetv2_backbone()
+    if config.encoder_weights:
         load_encoder_weights(backbone, config.encoder_weights)
-    # MobileNetV2 expects [-1, 1] RGB; our input is [0, 1].
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)
+    x = inputs
     if config.input_channels != 3:
         x = layers.Conv2D(3, 1, name="to_rgb")(x)
+    # The torchvision weights expect ImageNet-normalised RGB: (x - mean) / std from [0, 1].
+    x = imagenet_normalization(name="to_imagenet_stats")(x)
     encoder = keras.Model(backbone.inputs, [backbone.get_layer(n).output for n in MOBILENETV2_SKIPS]
                           + [backbone.get_layer("out_relu").output], name="mobilenetv2")
     features = encoder(x)

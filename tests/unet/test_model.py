@@ -27,3 +27,21 @@ def test_loss_is_lower_for_the_right_answer():
     for gamma in (0.0, 2.0):
         loss = UNetLoss(focal_gamma=gamma)
         assert float(loss(classes, right)) < 0.1 < float(loss(classes, wrong))
+
+
+def test_mobilenetv2_encoder_loads_imagenet_weights_and_predicts(tmp_path):
+    from tests.conftest import ROOT
+
+    weights = ROOT / "weights" / "mobilenetv2_imagenet.weights.h5"
+    config = UNetConfig(encoder="mobilenetv2", depth=5, base_filters=8, max_filters=32, crop_size=64,
+                        tile_size=256, encoder_weights=str(weights))
+    model = build_unet(config)
+    out = np.asarray(model.predict_on_batch(np.random.rand(1, 64, 96, 3).astype(np.float32)))
+    assert out.shape == (1, 64, 96, 3)
+    def first_kernel(m):
+        return m.get_layer("mobilenetv2").get_layer("Conv1").get_weights()[0]
+
+    again = build_unet(config)
+    fresh = build_unet(UNetConfig(**{**config.to_dict(), "encoder_weights": None}))
+    np.testing.assert_array_equal(first_kernel(model), first_kernel(again))  # the file's values, both times
+    assert not np.allclose(first_kernel(model), first_kernel(fresh))
