@@ -7,6 +7,12 @@
 Backbone layers keep ``keras.applications`` names, so weights saved from those
 models load by name (:mod:`mrcnn.weights`). Nothing here downloads weights
 (``weights=None`` always). FPN layers are named ``fpn_*`` (Matterport's names).
+
+Pretrained backbone: with ``config.BACKBONE_WEIGHTS`` set (MobileNetV2, alpha 1.0
+only) the backbone is :func:`unet.pretrained.build_mobilenetv2_backbone` (torchvision
+padding and BN epsilon, same layer names plus ``*_pad`` layers) built on the input
+tensor, so its layers stay flat in the returned model (the training stages freeze them
+by name), and the named-layer ImageNet file is loaded into it right after building.
 """
 
 import re
@@ -25,7 +31,10 @@ FEATURE_LAYERS = {
 
 
 def _application(config, inputs):
+    """The classification network without its top, built on ``inputs`` [batch, H, W, 3]."""
     name = config.BACKBONE
+    if config.BACKBONE_WEIGHTS:
+        return _pretrained_mobilenetv2(config, inputs)
     if name == "resnet50":
         return keras.applications.ResNet50(include_top=False, weights=None, input_tensor=inputs)
     if name == "resnet101":
@@ -34,6 +43,21 @@ def _application(config, inputs):
         return keras.applications.MobileNetV2(include_top=False, weights=None, input_tensor=inputs,
                                               alpha=config.BACKBONE_ALPHA)
     raise NucleiError(f"unknown backbone {name!r}")
+
+
+def _pretrained_mobilenetv2(config, inputs):
+    """Torch-compatible MobileNetV2 on ``inputs`` with ``config.BACKBONE_WEIGHTS`` loaded.
+
+    Returns the sub-model ``inputs [batch, H, W, 3] -> out_relu [batch, H/32, W/32, 1280]``
+    made of the backbone layers only (the weights are loaded into exactly those).
+    """
+    from unet.pretrained import build_mobilenetv2_backbone, load_encoder_weights
+
+    if config.BACKBONE != "mobilenetv2" or config.BACKBONE_ALPHA != 1.0:
+        raise NucleiError(f"BACKBONE_WEIGHTS needs BACKBONE='mobilenetv2' with BACKBONE_ALPHA=1.0 (got "
+                          f"{config.BACKBONE!r}, alpha {config.BACKBONE_ALPHA})")
+    app = build_mobilenetv2_backbone(input_tensor=inputs, name="mobilenetv2_pretrained")
+    return load_encoder_weights(app, config.BACKBONE_WEIGHTS)
 
 
 def _tiny(inputs):

@@ -26,6 +26,8 @@ from pathlib import Path
 from preprocessing.errors import NucleiError
 
 BACKBONES = ("mobilenetv2", "resnet50", "resnet101", "tiny")
+# Normalisations done in mrcnn.data (3 channels); others are preprocessing.normalize modes.
+INPUT_MODES = ("standardize", "imagenet")
 
 
 class Config:
@@ -45,6 +47,11 @@ class Config:
     BACKBONE_STRIDES = (4, 8, 16, 32, 64)  # strides of P2..P6 (fixed by the architecture)
     TOP_DOWN_PYRAMID_SIZE = 256  # channels of every FPN level
     TRAIN_BN = False  # train batch norm (True when training from scratch)
+    # ImageNet weights for the backbone (path to a named-layer file such as
+    # weights/mobilenetv2_imagenet.weights.h5, see unet/pretrained.py), loaded when the model
+    # is built; None: random init. mobilenetv2 with BACKBONE_ALPHA 1.0 only. Used for training
+    # only: a trained model's weights hold the backbone, so prediction clears it.
+    BACKBONE_WEIGHTS = None
 
     # --- classes -------------------------------------------------------------
     NUM_CLASSES = 1 + 1  # background + object classes
@@ -64,7 +71,10 @@ class Config:
     RPN_BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides RPN box deltas
 
     # --- input ---------------------------------------------------------------
-    NORMALIZE = "standardize"  # 'standardize' (per image and channel) or a preprocessing.normalize mode
+    # 'standardize' (per image and channel: zero mean, unit std), 'imagenet' (RGB / 255 with
+    # torchvision's ImageNet mean / std, what BACKBONE_WEIGHTS were trained on), or a
+    # preprocessing.normalize mode ('plain', 'clahe').
+    NORMALIZE = "standardize"
     INVERT_LIGHT_BACKGROUND = False  # invert images with a light background (preprocessing.normalize)
     IMAGE_CROP_SIZE = 512  # training crops are square, this side (multiple of 64)
     IMAGE_PAD_MULTIPLE = 64  # inference pads each side up to a multiple of this
@@ -254,11 +264,17 @@ class Config:
         expected = {"rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss"}
         if not isinstance(self.LOSS_WEIGHTS, dict) or set(self.LOSS_WEIGHTS) != expected:
             fail("LOSS_WEIGHTS", f"needs exactly the keys {sorted(expected)}")
-        if self.NORMALIZE != "standardize":
+        if self.BACKBONE_WEIGHTS is not None:
+            if not isinstance(self.BACKBONE_WEIGHTS, str) or not self.BACKBONE_WEIGHTS:
+                fail("BACKBONE_WEIGHTS", "must be None or a path (string)")
+            if self.BACKBONE != "mobilenetv2" or self.BACKBONE_ALPHA != 1.0:
+                fail("BACKBONE_WEIGHTS", f"pretrained weights exist for mobilenetv2 with BACKBONE_ALPHA 1.0 only "
+                                         f"(BACKBONE={self.BACKBONE!r}, BACKBONE_ALPHA={self.BACKBONE_ALPHA})")
+        if self.NORMALIZE not in INPUT_MODES:
             from preprocessing.normalize import MODES
 
             if self.NORMALIZE not in MODES:
-                fail("NORMALIZE", f"must be 'standardize' or one of {MODES}")
+                fail("NORMALIZE", f"must be one of {INPUT_MODES + tuple(MODES)}")
         if self.AUGMENT is not None:
             from preprocessing.augment import PRESETS
 
@@ -271,7 +287,7 @@ class Config:
         self.MASK_UPSAMPLINGS = int(round(math.log2(self.MASK_SHAPE[0] / self.MASK_POOL_SIZE)))
         self.ANCHORS_PER_LOCATION = len(self.RPN_ANCHOR_RATIOS)
         self.PYRAMID_LEVELS = (2, 3, 4, 5, 6)
-        if self.NORMALIZE == "standardize":
+        if self.NORMALIZE in INPUT_MODES:
             self.IMAGE_CHANNEL_COUNT = 3
         else:
             from preprocessing.normalize import channels_for

@@ -27,7 +27,17 @@ from preprocessing.errors import NucleiError
 
 
 def normalize_image(image, config):
-    """uint8 [H, W, 3] -> float32 [H, W, IMAGE_CHANNEL_COUNT] as the model expects."""
+    """uint8 [H, W, 3] -> float32 [H, W, IMAGE_CHANNEL_COUNT] as the model expects.
+
+    'standardize': per image and channel (x - mean) / max(std, 5); 'imagenet': torchvision's
+    (x / 255 - IMAGENET_MEAN) / IMAGENET_STD (the statistics pretrained weights expect);
+    others: preprocessing.normalize.
+    """
+    if config.NORMALIZE == "imagenet":
+        from unet.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+        x = image.astype(np.float32) / 255.0
+        return (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
     if config.NORMALIZE == "standardize":
         x = image.astype(np.float32)
         mean = x.mean(axis=(0, 1), keepdims=True)

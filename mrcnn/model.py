@@ -84,7 +84,8 @@ class MaskRCNN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(Config.from_dict(config["config"]), name=config.get("name"))
+        # Deserialised models get their weights loaded next: no ImageNet backbone file needed.
+        return cls(Config.from_dict({**config["config"], "BACKBONE_WEIGHTS": None}), name=config.get("name"))
 
     def build(self, input_shape=None):
         self.built = True
@@ -319,6 +320,8 @@ def load_model(path, config=None):
         if not config_path.is_file():
             raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
         config = Config.load(config_path)
+    # the file holds the whole model, backbone included: skip the ImageNet backbone file
+    config = Config.from_dict({**config.to_dict(), "BACKBONE_WEIGHTS": None})
     model = MaskRCNN(config)
     try:
         model.load_weights(str(path))

@@ -44,7 +44,9 @@ class MrcnnPredictor:
             if not config_path.is_file():
                 raise NucleiError(f"config not found beside the weights (expected {config_path.name})", weights_path)
             config = Config.load(config_path)
-            inference = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, **overrides}
+            # BACKBONE_WEIGHTS: the trained weights hold the backbone, and the ImageNet file
+            # it started from need not exist where the model predicts.
+            inference = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, "BACKBONE_WEIGHTS": None, **overrides}
             config = Config.from_dict({**config.to_dict(), **inference})
         return cls(load_model(weights_path, config))
 

@@ -29,7 +29,12 @@ OVERRIDES = {
     "images_per_gpu": "IMAGES_PER_GPU", "learning_rate": "LEARNING_RATE", "steps_per_epoch": "STEPS_PER_EPOCH",
     "validation_steps": "VALIDATION_STEPS", "augment": "AUGMENT", "normalize": "NORMALIZE", "seed": "SEED",
     "optimizer": "OPTIMIZER", "train_rois": "TRAIN_ROIS_PER_IMAGE", "pyramid_size": "TOP_DOWN_PYRAMID_SIZE",
+    "backbone_weights": "BACKBONE_WEIGHTS",
 }
+
+
+# options that --resume applies on top of the run's saved config (the others are ignored)
+RESUME_OVERRIDES = ("learning_rate", "steps_per_epoch", "validation_steps")
 
 
 def build_parser():
@@ -39,7 +44,9 @@ def build_parser():
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, config)")
     parser.add_argument("--config", default="nucleus",
                         help="config name (nucleus, tiny, base) or a config JSON file; options below override it")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out with its config (only --learning-rate, --steps-per-epoch, "
+                             "--validation-steps and --layers may change, e.g. for the next stage)")
     parser.add_argument("--exclude", action="append", default=[],
                         help="folder whose image ids are left out of training and validation (repeatable)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
@@ -60,7 +67,11 @@ def build_parser():
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--validation-steps", type=int)
     parser.add_argument("--augment", choices=("none", "light", "heavy"))
-    parser.add_argument("--normalize", choices=("standardize", "plain", "clahe"))
+    parser.add_argument("--normalize", choices=("standardize", "imagenet", "plain", "clahe"),
+                        help="input normalisation (default: the config's; 'imagenet' with --backbone-weights)")
+    parser.add_argument("--backbone-weights", metavar="PATH",
+                        help="ImageNet backbone weights (named-layer file, e.g. weights/mobilenetv2_imagenet."
+                             "weights.h5; mobilenetv2, alpha 1.0); then train --layers heads first, then 4+ or all")
     parser.add_argument("--optimizer", choices=("SGD", "ADAM"))
     parser.add_argument("--train-rois", type=int)
     parser.add_argument("--pyramid-size", type=int)
@@ -72,12 +83,23 @@ def make_config(args, run_dir):
     from mrcnn.config import CONFIGS, Config, config_from_name
 
     if args.resume and (run_dir / "config.json").is_file():
-        return Config.load(run_dir / "config.json")
+        config = Config.load(run_dir / "config.json")
+        # a new stage of a run (e.g. heads, then all) may change these; the rest is the run's
+        changed = {field: getattr(args, name) for name, field in OVERRIDES.items()
+                   if name in RESUME_OVERRIDES and getattr(args, name) is not None}
+        if changed:
+            print(f"resuming with {changed}")
+            config = Config.from_dict({**config.to_dict(), **changed})
+        return config
     if args.config in CONFIGS:
         base = config_from_name(args.config)
     else:
         base = Config.load(args.config)
     overrides = {field: getattr(args, name) for name, field in OVERRIDES.items() if getattr(args, name) is not None}
+    if args.backbone_weights and args.normalize is None:
+        # the pretrained filters and BN statistics were fit to ImageNet-normalised RGB; with a
+        # frozen backbone ('heads') other input statistics would shift every activation
+        overrides["NORMALIZE"] = "imagenet"
     if args.multi_gpu:
         import tensorflow as tf
 

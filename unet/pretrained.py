@@ -89,15 +89,24 @@ def _inverted_residual(x, in_channels, expansion, out_channels, stride, block_id
 
 
 def build_mobilenetv2_backbone(input_shape=(None, None, 3), epsilon=TORCH_BN_EPSILON, momentum=0.99,
-                               name="mobilenetv2_torch"):
+                               name="mobilenetv2_torch", input_tensor=None):
     """Torchvision-compatible MobileNetV2 without the classifier (see the module docstring).
 
     Input [batch, H, W, 3] ImageNet-normalised RGB; output 'out_relu' [batch, H/32, W/32, 1280].
     ``momentum`` only affects training (Keras convention; torch's momentum 0.1 is Keras 0.9).
+    ``input_tensor``: a symbolic tensor (e.g. ``keras.Input``) [batch, H, W, 3] to build on
+    instead of a new input (``input_shape`` is then ignored), as ``keras.applications``'
+    ``input_tensor``: the layers are applied to it directly, so a model built from that tensor
+    holds them flat (by name), not as one nested model.
     """
     import keras
 
-    inputs = keras.Input(input_shape, name="input_layer")
+    if input_tensor is None:
+        inputs = keras.Input(input_shape, name="input_layer")
+    else:
+        if len(input_tensor.shape) != 4 or input_tensor.shape[-1] != 3:
+            raise NucleiError(f"MobileNetV2 input_tensor must be [batch, H, W, 3], got {tuple(input_tensor.shape)}")
+        inputs = input_tensor
     x = _conv_bn_relu6(inputs, 32, 3, 2, "Conv1", "bn_Conv1", "Conv1_relu", epsilon, momentum)
     channels, block_id = 32, 0
     for expansion, out_channels, repeats, first_stride in MOBILENETV2_STAGES:

@@ -26,3 +26,67 @@ def test_mobilenetv2_backbone_shapes():
 def test_resnet_stage_names():
     assert layer_stage("resnet50", "conv4_block2_out") == 4
     assert layer_stage("resnet101", "conv1_conv") == 1
+
+
+# --- pretrained MobileNetV2 (BACKBONE_WEIGHTS) -------------------------------------------
+
+WEIGHTS = __import__("pathlib").Path(__file__).resolve().parents[2] / "weights" / "mobilenetv2_imagenet.weights.h5"
+
+
+def _pretrained_config(**overrides):
+    return TinyConfig(**{"BACKBONE": "mobilenetv2", "BACKBONE_ALPHA": 1.0, "BACKBONE_WEIGHTS": str(WEIGHTS),
+                         "NORMALIZE": "imagenet", **overrides})
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="weights/mobilenetv2_imagenet.weights.h5 absent")
+def test_backbone_weights_are_loaded_into_flat_layers():
+    from unet.pretrained import read_layer_weights
+
+    stored, _ = read_layer_weights(WEIGHTS)
+    loaded = build_backbone(_pretrained_config())
+    fresh = build_backbone(_pretrained_config(BACKBONE_WEIGHTS=None))
+    kernel = loaded.get_layer("Conv1").get_weights()[0]
+    np.testing.assert_array_equal(kernel, stored["Conv1"]["kernel"])
+    assert not np.allclose(fresh.get_layer("Conv1").get_weights()[0], kernel)
+    np.testing.assert_array_equal(loaded.get_layer("block_16_project_BN").get_weights()[2],
+                                  stored["block_16_project_BN"]["moving_mean"])
+    # flat: the stages freeze backbone layers by name, so none may hide in a nested model
+    assert not any(isinstance(layer, keras.Model) for layer in loaded.layers)
+    outs = loaded(np.zeros((1, 64, 128, 3), np.float32))
+    assert [tuple(o.shape)[1:3] for o in outs] == [(16, 32), (8, 16), (4, 8), (2, 4), (1, 2)]
+
+
+def test_backbone_weights_need_mobilenetv2_alpha_1():
+    from preprocessing.errors import NucleiError
+
+    with pytest.raises(NucleiError, match="BACKBONE_WEIGHTS"):
+        _pretrained_config(BACKBONE_ALPHA=0.35)
+    with pytest.raises(NucleiError, match="BACKBONE_WEIGHTS"):
+        TinyConfig(BACKBONE_WEIGHTS=str(WEIGHTS))  # backbone 'tiny'
+
+
+def test_missing_backbone_weights_file_is_a_clear_error(tmp_path):
+    from preprocessing.errors import NucleiError
+
+    with pytest.raises(NucleiError, match="not found"):
+        build_backbone(_pretrained_config(BACKBONE_WEIGHTS=str(tmp_path / "absent.weights.h5")))
+
+
+def test_predictor_ignores_missing_backbone_weights(tmp_path):
+    """A trained model holds its backbone: prediction must not need the ImageNet file."""
+    from mrcnn.model import MaskRCNN
+    from mrcnn.predictor import MrcnnPredictor
+
+    model = MaskRCNN(_pretrained_config(BACKBONE_WEIGHTS=None))
+    path = tmp_path / "m.weights.h5"
+    model.save_model(path)
+    config_path = tmp_path / "m.json"
+    data = __import__("json").loads(config_path.read_text())
+    data["BACKBONE_WEIGHTS"] = str(tmp_path / "absent.weights.h5")  # as on a user's machine
+    config_path.write_text(__import__("json").dumps(data))
+    predictor = MrcnnPredictor.from_path(path)
+    assert predictor.config.BACKBONE_WEIGHTS is None
+    np.testing.assert_array_equal(predictor.model.backbone.get_layer("Conv1").get_weights()[0],
+                                  model.backbone.get_layer("Conv1").get_weights()[0])
+    labels, scores = predictor.predict(np.zeros((40, 50, 3), np.uint8))
+    assert labels.shape == (40, 50) and labels.dtype == np.int32

@@ -20,3 +20,25 @@ def test_tiny_run_writes_checkpoints_and_resumes(tmp_path):
     assert main(argv[:-1] + ["--resume", "--epochs", "2", "--no-val-score"]) == 0
     assert json.loads((out / "state.json").read_text())["epoch"] == 2
     assert main(argv) == 2  # the folder already holds a run and --resume is missing
+
+
+def test_backbone_weights_flag_sets_config_and_imagenet_input(tmp_path):
+    from tools.train_mrcnn import build_parser, make_config
+
+    base = ["--data", str(SAMPLE), "--out", str(tmp_path), "--backbone", "mobilenetv2", "--alpha", "1.0"]
+    config = make_config(build_parser().parse_args(base + ["--backbone-weights", "w.h5"]), tmp_path)
+    assert config.BACKBONE_WEIGHTS == "w.h5" and config.NORMALIZE == "imagenet"
+    config = make_config(build_parser().parse_args(base + ["--backbone-weights", "w.h5", "--normalize",
+                                                           "standardize"]), tmp_path)
+    assert config.NORMALIZE == "standardize"
+    assert make_config(build_parser().parse_args(base), tmp_path).BACKBONE_WEIGHTS is None
+
+
+def test_resume_keeps_the_runs_config_but_takes_a_new_learning_rate(tmp_path):
+    from tools.train_mrcnn import build_parser, make_config
+
+    base = ["--data", str(SAMPLE), "--out", str(tmp_path), "--config", "tiny"]
+    make_config(build_parser().parse_args(base + ["--crop-size", "64"]), tmp_path).save(tmp_path / "config.json")
+    config = make_config(build_parser().parse_args(base + ["--resume", "--crop-size", "128",
+                                                           "--learning-rate", "0.0002"]), tmp_path)
+    assert config.IMAGE_CROP_SIZE == 64 and config.LEARNING_RATE == 0.0002
