@@ -335,3 +335,33 @@ def iter_images(root):
     """Yield (image_id, image_path) for every image under ``root`` (any layout), opening none."""
     for image_id, image_path, _, _ in _image_folders(root):
         yield image_id, image_path
+
+
+def load_training_samples(roots, exclude_roots=(), max_images=None, seed=0, progress=True):
+    """Labelled samples from several data roots, for training.
+
+    Args:
+        roots: data folders (any layout above; every image must have masks or labels).
+        exclude_roots: folders whose image ids (sub-folder names) are left out, e.g. the
+            bundled sample, so that scores on it stay honest.
+        max_images: keep at most this many, chosen with ``seed`` (quick runs).
+
+    Returns:
+        list of Sample. Raises NucleiError for a missing folder or an id in two roots.
+    """
+    excluded = set()
+    for root in exclude_roots:
+        if not Path(root).is_dir():
+            raise NucleiError("--exclude folder not found", root)
+        excluded |= {p.name for p in Path(root).iterdir() if p.is_dir()}
+    samples = []
+    for root in roots:
+        dataset = load_dataset(root, require_labels=True, progress=progress)
+        samples += [s for s in dataset.samples if s.image_id not in excluded]
+    ids = [s.image_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise NucleiError("the same image id appears in several data roots")
+    if max_images and len(samples) > max_images:
+        keep = np.random.default_rng(seed).choice(len(samples), max_images, replace=False)
+        samples = [samples[k] for k in sorted(keep)]
+    return samples

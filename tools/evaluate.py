@@ -61,6 +61,13 @@ def evaluate_labels(pred, true, types=None):
                          types)
 
 
+def score_predictor(predictor, samples):
+    """DSB score of ``predictor.predict(image) -> (labels, scores)`` on labelled samples
+    (full images); the dict of tools.metric.dataset_score with per-type means."""
+    pairs = [(sample.image_id, sample.labels, predictor.predict(sample.image)[0]) for sample in samples]
+    return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
+
+
 def _solution_truth(solution_path):
     """Yield (image_id, true labels int32 [H, W]) from a Kaggle solution CSV, and warnings."""
     solution = read_solution(solution_path)

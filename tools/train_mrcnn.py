@@ -107,38 +107,6 @@ def make_config(args, run_dir):
     return Config.from_dict({**base.to_dict(), **overrides})
 
 
-def load_samples(roots, exclude_roots, max_images, seed):
-    from preprocessing.dataset import load_dataset
-
-    excluded = set()
-    for root in exclude_roots:
-        if not Path(root).is_dir():
-            raise NucleiError("--exclude folder not found", root)
-        excluded |= {p.name for p in Path(root).iterdir() if p.is_dir()}
-    samples = []
-    for root in roots:
-        dataset = load_dataset(root, require_labels=True, progress=sys.stderr.isatty())
-        samples += [s for s in dataset.samples if s.image_id not in excluded]
-    ids = [s.image_id for s in samples]
-    if len(set(ids)) != len(ids):
-        raise NucleiError("the same image id appears in several --data roots")
-    if max_images and len(samples) > max_images:
-        import numpy as np
-
-        keep = np.random.default_rng(seed).choice(len(samples), max_images, replace=False)
-        samples = [samples[k] for k in sorted(keep)]
-    return samples
-
-
-def score_validation(predictor, samples):
-    """DSB score of the predictor on full validation images (metric dict)."""
-    from tools.metric import dataset_score
-
-    pairs = []
-    for sample in samples:
-        labels, _ = predictor.predict(sample.image)
-        pairs.append((sample.image_id, sample.labels, labels))
-    return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
 
 
 def train(args):
@@ -151,7 +119,9 @@ def train(args):
 
     from mrcnn.data import MrcnnDataset
     from mrcnn.model import MaskRCNN
+    from preprocessing.dataset import load_training_samples
     from preprocessing.split import stratified_split
+    from tools.evaluate import score_predictor
     from tools.io import save_json_atomic
     from tools.training import TimeBudget, cosine_schedule, get_strategy
 
@@ -165,7 +135,7 @@ def train(args):
     keras.utils.set_random_seed(config.SEED)
     print(config.display())
 
-    samples = load_samples(args.data, args.exclude, args.max_images, config.SEED)
+    samples = load_training_samples(args.data, args.exclude, args.max_images, config.SEED)
     train_ids, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples],
                                           args.val_fraction, config.SEED)
     train_set = set(train_ids)
@@ -202,7 +172,7 @@ def train(args):
     if val_samples and not args.no_val_score and best.is_file():
         from mrcnn.predictor import MrcnnPredictor
 
-        result = score_validation(MrcnnPredictor.from_path(best), val_samples)
+        result = score_predictor(MrcnnPredictor.from_path(best), val_samples)
         save_json_atomic(run_dir / "val_score.json", result)
         print(f"validation DSB score: {result['score']:.4f}")
     return 0

@@ -68,26 +68,6 @@ def make_config(args, run_dir):
     return UNetConfig(**{**dataclasses.asdict(config), **overrides})
 
 
-def load_samples(roots, exclude_roots, max_images, seed):
-    from preprocessing.dataset import load_dataset
-
-    excluded = set()
-    for root in exclude_roots:
-        excluded |= {p.name for p in Path(root).iterdir() if p.is_dir()}
-    samples = []
-    for root in roots:
-        dataset = load_dataset(root, require_labels=True, progress=True)
-        samples += [s for s in dataset.samples if s.image_id not in excluded]
-    ids = [s.image_id for s in samples]
-    if len(set(ids)) != len(ids):
-        raise NucleiError("the same image id appears in several --data roots")
-    if max_images and len(samples) > max_images:
-        import numpy as np
-
-        keep = np.random.default_rng(seed).choice(len(samples), max_images, replace=False)
-        samples = [samples[k] for k in sorted(keep)]
-    return samples
-
 
 def export_model(checkpoint, config, stem):
     """Write STEM.weights.h5 (model weights only, no optimizer state) + STEM.json from a checkpoint."""
@@ -102,21 +82,13 @@ def export_model(checkpoint, config, stem):
     return weights_path
 
 
-def score_validation(predictor, samples):
-    """DSB score of the predictor on full validation images; returns the metric dict."""
-    from tools.metric import dataset_score
-
-    pairs = []
-    for sample in samples:
-        labels, _ = predictor.predict(sample.image)
-        pairs.append((sample.image_id, sample.labels, labels))
-    return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
-
 
 def train(args):
     import keras
 
+    from preprocessing.dataset import load_training_samples
     from preprocessing.split import stratified_split
+    from tools.evaluate import score_predictor
     from tools.training import (TimeBudget, cosine_schedule, get_strategy, load_optimizer, make_callbacks,
                                 resume_state)
     from unet.data import UNetTrainData, validation_batches
@@ -133,7 +105,7 @@ def train(args):
     config.save(run_dir / "config.json")
     keras.utils.set_random_seed(args.seed)
 
-    samples = load_samples(args.data, args.exclude, args.max_images, args.seed)
+    samples = load_training_samples(args.data, args.exclude, args.max_images, args.seed)
     train_ids, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples],
                                           args.val_fraction, args.seed)
     train_set = {i for i in train_ids}
@@ -181,7 +153,7 @@ def train(args):
     print(f"model: {model_path} (+ {model_path.name.replace('.weights.h5', '.json')}), for tools.predict")
     if val_samples and not args.no_val_score:
         predictor = UNetPredictor.from_path(model_path)
-        result = score_validation(predictor, val_samples)
+        result = score_predictor(predictor, val_samples)
         from tools.io import save_json_atomic
 
         save_json_atomic(run_dir / "val_score.json", result)
