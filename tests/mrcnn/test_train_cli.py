@@ -8,10 +8,10 @@ from tools.train import main
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "stage1_train"
 
 
-def test_tiny_run_writes_checkpoints_and_resumes(tmp_path):
+def test_tiny_run_writes_checkpoints_and_resumes(tmp_path, small_sample_root):
     out = tmp_path / "run"
-    argv = ["mrcnn", "--data", str(SAMPLE), "--out", str(out), "--config", "tiny", "--epochs", "1",
-            "--steps-per-epoch", "2", "--validation-steps", "1", "--crop-size", "64", "--max-images", "4",
+    argv = ["mrcnn", "--data", str(small_sample_root), "--out", str(out), "--config", "tiny", "--epochs", "1",
+            "--steps-per-epoch", "2", "--validation-steps", "1", "--crop-size", "64",
             "--val-fraction", "0.25", "--no-val-score"]
     assert main(argv) == 0
     for name in ("config.json", "best.json", "best.weights.h5", "last.weights.h5", "state.json", "log.csv"):
