@@ -82,14 +82,12 @@ def coordinate_descent(score, start, candidates, rounds=2, log=None):
     return best, best_score
 
 
-def validation_samples(roots, val_fraction=0.1, seed=0, max_images=None):
-    """The held-out samples of training's split (same rule, same arguments)."""
-    from preprocessing.dataset import load_dataset
+def validation_samples(roots, val_fraction=0.1, seed=0, max_images=None, exclude_roots=()):
+    """The held-out samples of training's split (same rule, same arguments, same --exclude)."""
+    from preprocessing.dataset import load_training_samples
     from preprocessing.split import stratified_split
 
-    samples = []
-    for root in roots:
-        samples += [s for s in load_dataset(root).samples if s.labels is not None]
+    samples = load_training_samples(roots, exclude_roots, progress=False)
     if not samples:
         raise NucleiError("no labelled images to tune on", roots[0])
     _, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples],
@@ -194,6 +192,8 @@ def build_parser():
     parser.add_argument("--data", action="append", required=True, help="data root training used (repeatable)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="as given to tools.train (default 0.1)")
     parser.add_argument("--seed", type=int, default=0, help="as given to tools.train (default 0)")
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="as given to tools.train: folder whose image ids training left out (repeatable)")
     parser.add_argument("--max-images", type=int, default=None, help="tune on at most this many validation images")
     parser.add_argument("--tta", type=int, default=1, metavar="N", help="test-time transforms (1..15)")
     parser.add_argument("--rounds", type=int, default=2, help="coordinate-descent passes (default 2)")
@@ -220,7 +220,7 @@ def main(argv=None):
             instance = InstanceModel(load_predictor("mrcnn", args.mrcnn_weights or
                                                     (args.weights if args.model == "mrcnn" else None)))
         pipeline = InferencePipeline(dense, instance, tta=args.tta, ensemble_config=EnsembleConfig())
-        samples = validation_samples(args.data, args.val_fraction, args.seed, args.max_images)
+        samples = validation_samples(args.data, args.val_fraction, args.seed, args.max_images, args.exclude)
         print(f"tuning on {len(samples)} validation images (val_fraction={args.val_fraction}, seed={args.seed})")
         started = time.time()
         result = tune(pipeline, samples, args.rounds)

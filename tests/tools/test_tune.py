@@ -26,6 +26,12 @@ def test_validation_samples_are_the_training_split_held_out(sample_root, sample_
     assert not set(val_ids) & set(train_ids)
 
 
+def test_validation_samples_honour_exclude_like_training(sample_root, small_sample_root):
+    val = validation_samples([sample_root], val_fraction=0.3, seed=0, exclude_roots=[small_sample_root])
+    excluded = {p.name for p in small_sample_root.iterdir()}
+    assert val and not {s.image_id for s in val} & excluded
+
+
 class _ShrunkTruth:
     """A stand-in instance model that returns the true nuclei eroded by one pixel."""
 
