@@ -12,11 +12,9 @@ The trained model is RUN_DIR/best.weights.h5 + RUN_DIR/best.json; predict with
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from preprocessing.errors import NucleiError
@@ -179,17 +177,9 @@ def train(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    from tools.training import TrainingStopped
+    from tools.training import run_training_cli
 
-    try:
-        return train(args)
-    except (NucleiError, TrainingStopped) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_training_cli(build_parser, train, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from preprocessing.errors import NucleiError
@@ -163,16 +162,9 @@ def train(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    args = build_parser().parse_args(argv)
-    from tools.training import TrainingStopped
+    from tools.training import run_training_cli
 
-    try:
-        return train(args)
-    except (NucleiError, TrainingStopped) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_training_cli(build_parser, train, argv)
 
 
 if __name__ == "__main__":

@@ -239,3 +239,21 @@ class _NoStrategy:
 
     def scope(self):
         return contextlib.nullcontext()
+
+
+def run_training_cli(build_parser, train, argv=None):
+    """The shared ``main`` of the training commands: parse, train, and turn user errors
+    (NucleiError, TrainingStopped) into one line on stderr and exit status 2."""
+    import logging
+    import sys
+    import warnings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return train(args)
+    except (NucleiError, TrainingStopped) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
