@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from preprocessing.errors import NucleiError
+from preprocessing.errors import NucleiError, dataclass_from_dict
 from tools.postprocess import compact
 
 BODY, BORDER, BACKGROUND = 0, 1, 2
@@ -50,11 +50,7 @@ class EnsembleConfig:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise NucleiError(f"unknown ensemble fields: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "ensemble")
 
 
 def mean_over_labels(labels, values):

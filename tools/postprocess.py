@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import expand_labels
 
-from preprocessing.errors import NucleiError
+from preprocessing.errors import NucleiError, dataclass_from_dict
 
 
 @dataclasses.dataclass
@@ -48,11 +48,7 @@ class PostprocessConfig:
 
     @classmethod
     def from_dict(cls, values):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise NucleiError(f"unknown post-processing fields: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "post-processing")
 
     def is_identity(self):
         return self == PostprocessConfig()

@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from preprocessing.errors import NucleiError
+from preprocessing.errors import NucleiError, dataclass_from_dict
 
 # Output channels of the network, in order (softmax over the three).
 CLASSES = ("body", "border", "background")
@@ -130,11 +130,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, values, source="config"):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise NucleiError(f"unknown U-Net config fields: {', '.join(sorted(unknown))}", source)
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "U-Net config", source)
 
     def save(self, path):
         from tools.io import save_json_atomic
