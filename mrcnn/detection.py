@@ -1,9 +1,9 @@
 """Detection layer (inference): refine RoIs per class, per-class NMS, keep the best."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from mrcnn import graph_boxes
+from mrcnn import backend_ops, graph_boxes
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -26,15 +26,30 @@ class DetectionLayer(keras.layers.Layer):
     def call(self, inputs):
         rois, probs, deltas, image_size = inputs
         fg_deltas = deltas[:, :, 1:, :]
-        boxes = graph_boxes.decode(fg_deltas, rois[:, :, None, :], self.bbox_std_dev)
+        boxes = graph_boxes.decode(fg_deltas, rois[:, :, None, :], self.bbox_std_dev)  # [B, R, C-1, 4]
         boxes = graph_boxes.clip(boxes, image_size[0], image_size[1])
         valid = graph_boxes.area(rois) > 0
-        scores = tf.where(valid[:, :, None], probs[:, :, 1:], 0.0)
-        boxes_out, scores_out, classes_out, count = tf.image.combined_non_max_suppression(
-            boxes, scores, max_output_size_per_class=self.max_instances, max_total_size=self.max_instances,
-            iou_threshold=self.nms_threshold, score_threshold=self.min_confidence, pad_per_class=False,
-            clip_boxes=False)
-        return boxes_out, tf.cast(classes_out, tf.int32) + 1, scores_out, count
+        scores = ops.where(valid[:, :, None], probs[:, :, 1:], 0.0)  # [B, R, C-1]
+        d = self.max_instances
+        foreground_classes = scores.shape[-1]
+
+        def one(image_boxes, image_scores):
+            flat_boxes = ops.reshape(image_boxes, (-1, 4))
+            flat_scores = ops.reshape(image_scores, (-1,))
+            classes = ops.arange(ops.shape(flat_scores)[0], dtype="int32") % foreground_classes
+            # per-class NMS in one call: each class' boxes moved apart so classes never overlap
+            offset = ops.cast(classes, "float32")[:, None] * (ops.max(flat_boxes) + 1.0)
+            keep = backend_ops.nms_indices(flat_boxes + offset, flat_scores, d, self.nms_threshold,
+                                           score_threshold=self.min_confidence)
+            count = ops.shape(keep)[0]
+            pad = d - count
+            return (ops.pad(ops.take(flat_boxes, keep, axis=0), [[0, pad], [0, 0]]),
+                    ops.pad(ops.take(classes, keep) + 1, [[0, pad]]),
+                    ops.pad(ops.take(flat_scores, keep), [[0, pad]]),
+                    ops.cast(count, "int32"))
+
+        return backend_ops.map_images(one, (boxes, scores), [(d, 4), (d,), (d,), ()],
+                                      ["float32", "int32", "float32", "int32"])
 
     def get_config(self):
         return {**super().get_config(), "max_instances": self.max_instances, "min_confidence": self.min_confidence,

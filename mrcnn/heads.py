@@ -1,7 +1,7 @@
 """Box/class head and mask head, applied to every RoI's pooled features."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -25,13 +25,13 @@ class BoxHead(keras.layers.Layer):
                                        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def call(self, pooled):
-        shape = tf.shape(pooled)
+        shape = ops.shape(pooled)
         size = pooled.shape[2] * pooled.shape[3] * pooled.shape[4]
-        x = tf.reshape(pooled, [shape[0] * shape[1], size])
+        x = ops.reshape(pooled, (shape[0] * shape[1], size))
         x = self.fc2(self.fc1(x))
-        logits = tf.reshape(self.class_logits(x), [shape[0], shape[1], self.num_classes])
-        deltas = tf.reshape(self.bbox(x), [shape[0], shape[1], self.num_classes, 4])
-        return logits, tf.nn.softmax(logits), deltas
+        logits = ops.reshape(self.class_logits(x), (shape[0], shape[1], self.num_classes))
+        deltas = ops.reshape(self.bbox(x), (shape[0], shape[1], self.num_classes, 4))
+        return logits, ops.softmax(logits, axis=-1), deltas
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "fc_size": self.fc_size}
@@ -60,14 +60,14 @@ class MaskHead(keras.layers.Layer):
         self.out = keras.layers.Conv2D(num_classes, 1, name="mrcnn_mask")
 
     def call(self, pooled):
-        shape = tf.shape(pooled)
+        shape = ops.shape(pooled)
         pool, channels = pooled.shape[2], pooled.shape[4]
-        x = tf.reshape(pooled, [shape[0] * shape[1], pool, pool, channels])
+        x = ops.reshape(pooled, (shape[0] * shape[1], pool, pool, channels))
         for layer in self.conv_layers + self.deconv_layers:
             x = layer(x)
         x = self.out(x)
         size = pool * 2 ** self.upsamplings
-        return tf.reshape(x, [shape[0], shape[1], size, size, self.num_classes])
+        return ops.reshape(x, (shape[0], shape[1], size, size, self.num_classes))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "channels": self.channels,

@@ -2,7 +2,9 @@
 
 ``MaskRCNN(config)`` holds the backbone + FPN, the RPN head, the proposal layer,
 RoIAlign, the box and mask heads and the detection layer. ``train_step`` computes the
-five losses explicitly (no ``add_loss``); ``call`` runs inference. Training follows
+five losses explicitly (no ``add_loss``); ``call`` runs inference. The graph is written
+in ``keras.ops`` (plus :mod:`mrcnn.backend_ops`), so it trains on TensorFlow and on
+PyTorch (GPU machines without TensorFlow); the weights files are the same on both. Training follows
 Matterport's stages via :meth:`MaskRCNN.train`; prediction on numpy images via
 :meth:`MaskRCNN.detect`. On disk a model is ``<name>.weights.h5`` + ``<name>.json``
 (the config) or a ``.keras`` file (safe mode: every custom class is registered).
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from mrcnn import losses as L
 from mrcnn.backbone import build_backbone, layer_stage
+from mrcnn.backend_ops import take_class
 from mrcnn.config import Config
 from mrcnn.detection import DetectionLayer
 from mrcnn.heads import BoxHead, MaskHead
@@ -76,7 +79,7 @@ class MaskRCNN(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
         self._infer_fn = None
         # build every weight now (a tiny eager forward), so weights load before any call
-        self(tf.zeros([1, 64, 64, config.IMAGE_CHANNEL_COUNT]), training=False)
+        self(ops.zeros((1, 64, 64, config.IMAGE_CHANNEL_COUNT)), training=False)
 
     # ------------------------------------------------------------ serialisation
     def get_config(self):
@@ -98,10 +101,11 @@ class MaskRCNN(keras.Model):
     def _rpn(self, images, training):
         features = self._features(images, training)
         logits, probs, deltas = self.rpn_head(features)
-        shape = tf.shape(images)
+        shape = ops.shape(images)
         anchors = graph_anchors(shape[1], shape[2], self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
                                 self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
-        return features, logits, probs, deltas, anchors, shape[1:3]
+        size = ops.stack([ops.cast(shape[1], "int32"), ops.cast(shape[2], "int32")])  # (H, W)
+        return features, logits, probs, deltas, anchors, size
 
     def call(self, images, training=False):
         """Inference (see the class doc). A training batch dict is accepted (its 'image' is used)."""
@@ -113,11 +117,12 @@ class MaskRCNN(keras.Model):
         _, class_probs, box_deltas = self.box_head(pooled)
         boxes, class_ids, scores, count = self.detection([rois, class_probs, box_deltas, size])
         mask_logits = self.mask_head(self.mask_align([boxes] + features[:4]))
-        masks = tf.sigmoid(tf.gather(tf.transpose(mask_logits, [0, 1, 4, 2, 3]), class_ids, batch_dims=2))
+        masks = ops.sigmoid(take_class(ops.transpose(mask_logits, (0, 1, 4, 2, 3)), class_ids))
         return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "count": count, "masks": masks}
 
     def compute_losses(self, batch, training=True):
         """The five losses (dict of scalars) for a training batch."""
+        batch = {key: ops.convert_to_tensor(value) for key, value in batch.items()}
         images = batch["image"]
         features, logits, probs, deltas, anchors, size = self._rpn(images, training)
         losses = {"rpn_class_loss": L.rpn_class_loss(batch["rpn_match"], logits),
@@ -134,7 +139,7 @@ class MaskRCNN(keras.Model):
 
     def _total(self, losses):
         weights = self.config.LOSS_WEIGHTS
-        return tf.add_n([float(weights[name]) * losses[name] for name in LOSS_NAMES])
+        return sum(float(weights[name]) * losses[name] for name in LOSS_NAMES)
 
     @property
     def metrics(self):
@@ -154,6 +159,10 @@ class MaskRCNN(keras.Model):
 
     def train_step(self, data):
         batch = self._unpack(data)
+        if keras.backend.backend() == "torch":
+            return self._train_step_torch(batch)
+        import tensorflow as tf
+
         with tf.GradientTape() as tape:
             losses = self.compute_losses(batch, training=True)
             total = self._total(losses)
@@ -161,9 +170,20 @@ class MaskRCNN(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        grads, _ = tf.clip_by_global_norm([g for g, _ in pairs], self.config.GRADIENT_CLIP_NORM)
-        self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]))
+        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         return self._update(total, losses)
+
+    def _train_step_torch(self, batch):
+        import torch
+
+        self.zero_grad()
+        losses = self.compute_losses(batch, training=True)
+        total = self._total(losses)
+        total.backward()
+        pairs = [(v.value.grad, v) for v in self.trainable_weights if v.value.grad is not None]
+        with torch.no_grad():
+            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        return self._update(total.detach(), {name: value.detach() for name, value in losses.items()})
 
     def test_step(self, data):
         batch = self._unpack(data)
@@ -207,10 +227,12 @@ class MaskRCNN(keras.Model):
         c = self.config
         lr = c.LEARNING_RATE if learning_rate is None else learning_rate
         if c.OPTIMIZER == "ADAM":
-            optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=c.WEIGHT_DECAY or None)
+            optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=c.WEIGHT_DECAY or None,
+                                              global_clipnorm=c.GRADIENT_CLIP_NORM)
         else:
             optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=c.LEARNING_MOMENTUM,
-                                             weight_decay=c.WEIGHT_DECAY or None)
+                                             weight_decay=c.WEIGHT_DECAY or None,
+                                             global_clipnorm=c.GRADIENT_CLIP_NORM)
         if c.WEIGHT_DECAY:
             optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         return optimizer
@@ -219,8 +241,15 @@ class MaskRCNN(keras.Model):
         self.set_trainable(layers)
         self.compile(optimizer=self.make_optimizer(learning_rate), jit_compile=False)
 
-    def train(self, train_data, val_data, learning_rate, epochs, layers, run_dir=None, callbacks=None,
-              verbose=1, schedule=None):
+    def train(self, *args, **kwargs):
+        """Matterport's ``train`` (see :meth:`train_stage`). On the PyTorch backend the model is
+        also a ``torch.nn.Module``, whose ``train(mode=True)`` Keras calls: that call passes through."""
+        if keras.backend.backend() == "torch" and (not args or isinstance(args[0], bool)) and set(kwargs) <= {"mode"}:
+            return super().train(*args, **kwargs)
+        return self.train_stage(*args, **kwargs)
+
+    def train_stage(self, train_data, val_data, learning_rate, epochs, layers, run_dir=None, callbacks=None,
+                    verbose=1, schedule=None):
         """Matterport's ``train``: fit until epoch ``epochs`` (cumulative), training ``layers``.
 
         Args:
@@ -257,6 +286,11 @@ class MaskRCNN(keras.Model):
     # -------------------------------------------------------------- inference
     def infer(self, batch):
         """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays."""
+        if keras.backend.backend() != "tensorflow":
+            out = self(ops.convert_to_tensor(np.asarray(batch, np.float32)), training=False)
+            return {k: ops.convert_to_numpy(v) for k, v in out.items()}
+        import tensorflow as tf
+
         if self._infer_fn is None:
             self._infer_fn = tf.function(lambda x: self(x, training=False), reduce_retracing=True,
                                          input_signature=[tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT], tf.float32)])

@@ -1,9 +1,9 @@
 """Proposal layer: RPN scores and deltas -> the top boxes after NMS."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from mrcnn import graph_boxes
+from mrcnn import backend_ops, graph_boxes
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -28,20 +28,32 @@ class ProposalLayer(keras.layers.Layer):
 
     def call(self, inputs):
         probs, deltas, anchors, image_size = inputs
-        scores = tf.stop_gradient(probs[:, :, 1])
-        deltas = tf.stop_gradient(deltas)
-        k = tf.minimum(self.pre_nms_limit, tf.shape(scores)[1])
-        top_scores, ix = tf.math.top_k(scores, k=k, sorted=True)
-        top_deltas = tf.gather(deltas, ix, batch_dims=1)
-        top_anchors = tf.gather(anchors, ix)
+        scores = ops.stop_gradient(probs[:, :, 1])
+        deltas = ops.stop_gradient(deltas)
+        anchors_count = scores.shape[1]
+        if anchors_count is None:  # a TensorFlow graph for any image size
+            k = ops.minimum(self.pre_nms_limit, ops.shape(scores)[1])
+        else:
+            k = min(self.pre_nms_limit, anchors_count)
+        top_scores, ix = ops.top_k(scores, k=k, sorted=True)
+        top_deltas = ops.take_along_axis(deltas, ix[:, :, None], axis=1)
+        top_anchors = ops.take(anchors, ix, axis=0)
         boxes = graph_boxes.decode(top_deltas, top_anchors, self.rpn_bbox_std_dev)
         boxes = graph_boxes.clip(boxes, image_size[0], image_size[1])
-        nmsed, _, _, _ = tf.image.combined_non_max_suppression(
-            boxes[:, :, None, :], top_scores[:, :, None], max_output_size_per_class=self.proposal_count,
-            max_total_size=self.proposal_count, iou_threshold=self.nms_threshold, pad_per_class=False,
-            clip_boxes=False)
-        return tf.stop_gradient(nmsed)
+        return ops.stop_gradient(nms_padded(boxes, top_scores, self.proposal_count, self.nms_threshold))
 
     def get_config(self):
         return {**super().get_config(), "proposal_count": self.proposal_count, "nms_threshold": self.nms_threshold,
                 "pre_nms_limit": self.pre_nms_limit, "rpn_bbox_std_dev": self.rpn_bbox_std_dev}
+
+
+def nms_padded(boxes, scores, count, iou_threshold):
+    """Per image greedy NMS: boxes [B, K, 4], scores [B, K] (descending) -> [B, count, 4], best
+    first, zero rows after the survivors."""
+
+    def one(image_boxes, image_scores):
+        keep = backend_ops.nms_indices(image_boxes, image_scores, count, iou_threshold)
+        kept = ops.take(image_boxes, keep, axis=0)
+        return (ops.pad(kept, [[0, count - ops.shape(kept)[0]], [0, 0]]),)
+
+    return backend_ops.map_images(one, (boxes, scores), [(count, 4)], ["float32"])[0]

@@ -7,29 +7,29 @@ columns, ratios.
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 
 def graph_anchors(height, width, scales, ratios, strides, anchor_stride=1):
-    """Anchors for an image of (height, width) (scalar tensors) as a TF op.
+    """Anchors for an image of (height, width) (ints or scalar tensors) as ``keras.ops``.
 
     Returns float32 [A, (y1, x1, y2, x2)], identical to :func:`mrcnn.anchors.pyramid_anchors`.
     """
     ratios = np.asarray(ratios, np.float64)
     out = []
     for scale, stride in zip(scales, strides):
-        heights = tf.constant(scale / np.sqrt(ratios), tf.float32)
-        widths = tf.constant(scale * np.sqrt(ratios), tf.float32)
+        heights = ops.convert_to_tensor((scale / np.sqrt(ratios)).astype(np.float32))
+        widths = ops.convert_to_tensor((scale * np.sqrt(ratios)).astype(np.float32))
         rows = (height + stride - 1) // stride
         cols = (width + stride - 1) // stride
-        cy = (tf.cast(tf.range(0, rows, anchor_stride), tf.float32) + 0.5) * stride
-        cx = (tf.cast(tf.range(0, cols, anchor_stride), tf.float32) + 0.5) * stride
-        cy, cx = tf.meshgrid(cy, cx, indexing="ij")
+        cy = (ops.cast(ops.arange(0, rows, anchor_stride), "float32") + 0.5) * stride
+        cx = (ops.cast(ops.arange(0, cols, anchor_stride), "float32") + 0.5) * stride
+        cy, cx = ops.meshgrid(cy, cx, indexing="ij")
         cy = cy[:, :, None]
         cx = cx[:, :, None]
-        boxes = tf.stack([cy - heights / 2, cx - widths / 2, cy + heights / 2, cx + widths / 2], axis=-1)
-        out.append(tf.reshape(boxes, [-1, 4]))
-    return tf.concat(out, axis=0)
+        boxes = ops.stack([cy - heights / 2, cx - widths / 2, cy + heights / 2, cx + widths / 2], axis=-1)
+        out.append(ops.reshape(boxes, (-1, 4)))
+    return ops.concatenate(out, axis=0)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -59,11 +59,11 @@ class RpnHead(keras.layers.Layer):
         logits, deltas = [], []
         for feature in features:
             x = self.shared(feature)
-            batch = tf.shape(x)[0]
-            logits.append(tf.reshape(self.class_conv(x), [batch, -1, 2]))
-            deltas.append(tf.reshape(self.bbox_conv(x), [batch, -1, 4]))
-        logits = tf.concat(logits, axis=1)
-        return logits, tf.nn.softmax(logits), tf.concat(deltas, axis=1)
+            batch = ops.shape(x)[0]
+            logits.append(ops.reshape(self.class_conv(x), (batch, -1, 2)))
+            deltas.append(ops.reshape(self.bbox_conv(x), (batch, -1, 4)))
+        logits = ops.concatenate(logits, axis=1)
+        return logits, ops.softmax(logits, axis=-1), ops.concatenate(deltas, axis=1)
 
     def get_config(self):
         return {**super().get_config(), "anchors_per_location": self.anchors_per_location,

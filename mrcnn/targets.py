@@ -8,13 +8,13 @@ box, ``MINI_MASK_SHAPE``) resampled over the RoI at ``MASK_SHAPE`` and threshold
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from mrcnn import graph_boxes
+from mrcnn import backend_ops, graph_boxes
 
 
 def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, num_rois, positive_ratio,
-                         positive_iou, bbox_std_dev, mask_shape, use_gt=True, seed=None):
+                         positive_iou, bbox_std_dev, mask_shape, use_gt=True):
     """Targets for one image.
 
     Args:
@@ -28,48 +28,52 @@ def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, num_rois, 
         rois [num_rois, 4] (zero-padded), class_ids int32 [num_rois] (0 negative, -1 padding),
         deltas [num_rois, 4] (zero except positives), masks [num_rois, MH, MW] in {0, 1}.
     """
-    proposals = tf.boolean_mask(proposals, graph_boxes.area(proposals) > 0)
+    proposals = _select(proposals, graph_boxes.area(proposals) > 0)
     valid = gt_class_ids > 0
-    gt_boxes = tf.boolean_mask(gt_boxes, valid)
-    gt_class_ids = tf.boolean_mask(gt_class_ids, valid)
-    gt_masks = tf.boolean_mask(tf.cast(gt_masks, tf.float32), valid)
+    gt_boxes = _select(gt_boxes, valid)
+    gt_class_ids = _select(gt_class_ids, valid)
+    gt_masks = _select(ops.cast(gt_masks, "float32"), valid)
     if use_gt:
-        proposals = tf.concat([proposals, gt_boxes], axis=0)
+        proposals = ops.concatenate([proposals, gt_boxes], axis=0)
     overlaps = graph_boxes.iou(proposals, gt_boxes)  # [N, G]
     # a column of -1 keeps max/argmax defined when the crop holds no nucleus (G = 0)
-    overlaps = tf.concat([overlaps, -tf.ones_like(proposals[:, :1])], axis=1)  # [N, G + 1]
-    max_iou = tf.reduce_max(overlaps, axis=1)
-    positive = tf.where(max_iou >= positive_iou)[:, 0]
-    negative = tf.where(max_iou < positive_iou)[:, 0]
-    positive = tf.random.shuffle(positive, seed=seed)[:int(num_rois * positive_ratio)]
-    n_pos = tf.shape(positive)[0]
-    negative = tf.random.shuffle(negative, seed=seed)[:num_rois - n_pos]
-    n_neg = tf.shape(negative)[0]
-    pos_rois = tf.gather(proposals, positive)
-    neg_rois = tf.gather(proposals, negative)
-    assign = tf.argmax(tf.gather(overlaps, positive), axis=1, output_type=tf.int32)  # < G for positives
-    roi_gt_boxes = tf.gather(gt_boxes, assign)
-    roi_class_ids = tf.gather(gt_class_ids, assign)
+    overlaps = ops.concatenate([overlaps, -ops.ones_like(proposals[:, :1])], axis=1)  # [N, G + 1]
+    max_iou = ops.max(overlaps, axis=1)
+    positive = ops.where(max_iou >= positive_iou)[0]
+    negative = ops.where(max_iou < positive_iou)[0]
+    positive = backend_ops.shuffle(positive)[:int(num_rois * positive_ratio)]
+    n_pos = ops.shape(positive)[0]
+    negative = backend_ops.shuffle(negative)[:num_rois - n_pos]
+    n_neg = ops.shape(negative)[0]
+    pos_rois = ops.take(proposals, positive, axis=0)
+    neg_rois = ops.take(proposals, negative, axis=0)
+    assign = ops.cast(ops.argmax(ops.take(overlaps, positive, axis=0), axis=1), "int32")  # < G for positives
+    roi_gt_boxes = ops.take(gt_boxes, assign, axis=0)
+    roi_class_ids = ops.cast(ops.take(gt_class_ids, assign), "int32")
     deltas = graph_boxes.encode(roi_gt_boxes, pos_rois, bbox_std_dev)
     # RoI in the coordinates of its nucleus' mini mask
-    mh = tf.cast(tf.shape(gt_masks)[1], tf.float32)
-    mw = tf.cast(tf.shape(gt_masks)[2], tf.float32)
-    gh = tf.maximum(roi_gt_boxes[:, 2] - roi_gt_boxes[:, 0], 1e-3)
-    gw = tf.maximum(roi_gt_boxes[:, 3] - roi_gt_boxes[:, 1], 1e-3)
-    mini = tf.stack([(pos_rois[:, 0] - roi_gt_boxes[:, 0]) / gh * mh, (pos_rois[:, 1] - roi_gt_boxes[:, 1]) / gw * mw,
-                     (pos_rois[:, 2] - roi_gt_boxes[:, 0]) / gh * mh, (pos_rois[:, 3] - roi_gt_boxes[:, 1]) / gw * mw],
-                    axis=1)
+    mh = ops.cast(ops.shape(gt_masks)[1], "float32")
+    mw = ops.cast(ops.shape(gt_masks)[2], "float32")
+    gh = ops.maximum(roi_gt_boxes[:, 2] - roi_gt_boxes[:, 0], 1e-3)
+    gw = ops.maximum(roi_gt_boxes[:, 3] - roi_gt_boxes[:, 1], 1e-3)
+    mini = ops.stack([(pos_rois[:, 0] - roi_gt_boxes[:, 0]) / gh * mh, (pos_rois[:, 1] - roi_gt_boxes[:, 1]) / gw * mw,
+                      (pos_rois[:, 2] - roi_gt_boxes[:, 0]) / gh * mh, (pos_rois[:, 3] - roi_gt_boxes[:, 1]) / gw * mw],
+                     axis=1)
     boxes_norm = graph_boxes.crop_boxes_norm(mini, mh, mw, mask_shape[0])
-    source = tf.concat([tf.cast(gt_masks, tf.float32), tf.zeros_like(gt_masks[:1])], axis=0)
-    masks = tf.image.crop_and_resize(source[..., None], boxes_norm, assign,
-                                     tuple(mask_shape), method="bilinear")[..., 0]
-    masks = tf.cast(masks >= 0.5, tf.float32)
+    source = ops.concatenate([gt_masks, ops.zeros_like(gt_masks[:1])], axis=0)
+    masks = backend_ops.crop_and_resize(source[..., None], boxes_norm, assign, tuple(mask_shape))[..., 0]
+    masks = ops.cast(masks >= 0.5, "float32")
     pad = num_rois - n_pos - n_neg
-    rois = tf.concat([pos_rois, neg_rois, tf.zeros([pad, 4])], axis=0)
-    class_ids = tf.concat([roi_class_ids, tf.zeros([n_neg], tf.int32), -tf.ones([pad], tf.int32)], axis=0)
-    deltas = tf.concat([deltas, tf.zeros([n_neg + pad, 4])], axis=0)
-    masks = tf.concat([masks, tf.zeros([n_neg + pad, mask_shape[0], mask_shape[1]])], axis=0)
+    rois = ops.concatenate([pos_rois, neg_rois, ops.zeros((pad, 4))], axis=0)
+    class_ids = ops.concatenate([roi_class_ids, ops.zeros((n_neg,), "int32"), -ops.ones((pad,), "int32")], axis=0)
+    deltas = ops.concatenate([deltas, ops.zeros((n_neg + pad, 4))], axis=0)
+    masks = ops.concatenate([masks, ops.zeros((n_neg + pad, mask_shape[0], mask_shape[1]))], axis=0)
     return rois, class_ids, deltas, masks
+
+
+def _select(x, mask):
+    """Rows of ``x`` where bool ``mask`` [N] holds."""
+    return ops.take(x, ops.where(mask)[0], axis=0)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -96,18 +100,16 @@ class DetectionTargetLayer(keras.layers.Layer):
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
 
-        def one(args):
+        def one(*args):
             return sample_image_targets(*args, num_rois=self.num_rois, positive_ratio=self.positive_ratio,
                                         positive_iou=self.positive_iou, bbox_std_dev=self.bbox_std_dev,
                                         mask_shape=self.mask_shape, use_gt=self.use_gt)
 
         r, m = self.num_rois, self.mask_shape
-        rois, class_ids, deltas, masks = tf.map_fn(
-            one, (proposals, tf.cast(gt_class_ids, tf.int32), gt_boxes, gt_masks),
-            fn_output_signature=(tf.TensorSpec([r, 4], tf.float32), tf.TensorSpec([r], tf.int32),
-                                 tf.TensorSpec([r, 4], tf.float32), tf.TensorSpec([r, m[0], m[1]], tf.float32)))
-        return (tf.stop_gradient(rois), tf.stop_gradient(class_ids), tf.stop_gradient(deltas),
-                tf.stop_gradient(masks))
+        outputs = backend_ops.map_images(one, (proposals, ops.cast(gt_class_ids, "int32"), gt_boxes, gt_masks),
+                                         [(r, 4), (r,), (r, 4), (r, m[0], m[1])],
+                                         ["float32", "int32", "float32", "float32"])
+        return tuple(ops.stop_gradient(t) for t in outputs)
 
     def get_config(self):
         return {**super().get_config(), "num_rois": self.num_rois, "positive_ratio": self.positive_ratio,

@@ -6,8 +6,9 @@ Matterport's stages (``--layers heads|3+|4+|5+|all|REGEX``), writes atomic best/
 checkpoints, CSV and TensorBoard logs into RUN_DIR (resumable with ``--resume``), and
 at the end scores the validation images with the DSB metric.
 
-The trained model is RUN_DIR/best.weights.h5 + RUN_DIR/best.json; predict with
-``python -m tools.predict --model mrcnn --weights RUN_DIR/best.weights.h5 --images DIR --out OUT``.
+The trained model is RUN_DIR/model.weights.h5 + RUN_DIR/model.json (the best checkpoint
+without its optimizer state); predict with
+``python -m tools.predict --model mrcnn --weights RUN_DIR/model.weights.h5 --images DIR --out OUT``.
 """
 
 import argparse
@@ -52,8 +53,10 @@ def build_parser():
     parser.add_argument("--layers", default="all", help="heads, 3+, 4+, 5+, all, or a regex over layer names")
     parser.add_argument("--init-weights", help="HDF5 weights loaded by layer name before training (heads excluded)")
     parser.add_argument("--time-limit", type=float, help="seconds: cosine LR over this budget, then stop")
-    parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = TF's choice)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = the backend's choice)")
     parser.add_argument("--workers", type=int, default=1, help="PyDataset worker threads")
+    parser.add_argument("--multiprocessing", action="store_true",
+                        help="workers are processes, not threads (keeps the GIL free for the training loop)")
     parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
     parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
     parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
@@ -107,13 +110,31 @@ def make_config(args, run_dir):
 
 
 
+def export_model(checkpoint, config, stem):
+    """Write STEM.weights.h5 (model weights only: checkpoints also hold the optimizer's
+    variables, 3x the size) + STEM.json from a checkpoint."""
+    from mrcnn.config import Config
+    from mrcnn.model import MaskRCNN
+
+    # the checkpoint holds the backbone: the ImageNet file it started from is not needed
+    model = MaskRCNN(Config.from_dict({**config.to_dict(), "BACKBONE_WEIGHTS": None}))
+    model.load_weights(str(checkpoint))  # a model never compiled skips the optimizer variables
+    model.save_model(Path(f"{stem}.weights.h5"))
+    return Path(f"{stem}.weights.h5")
+
+
 def train(args):
-    if args.threads:
+    import keras
+
+    if args.threads and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, args.threads))
-    import keras
+    elif args.threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from mrcnn.data import MrcnnDataset
     from mrcnn.model import MaskRCNN
@@ -143,7 +164,7 @@ def train(args):
     print(f"training on {len(train_samples)} images, validating on {len(val_samples)}")
 
     train_data = MrcnnDataset(train_samples, config, training=True, workers=args.workers,
-                              max_queue_size=2 * max(1, args.workers))
+                              use_multiprocessing=args.multiprocessing, max_queue_size=2 * max(1, args.workers))
     val_data = MrcnnDataset(val_samples, config, training=False) if val_samples else None
 
     strategy = get_strategy(args.multi_gpu)
@@ -167,10 +188,14 @@ def train(args):
     if not best.is_file() and (run_dir / "last.weights.h5").is_file():
         shutil.copyfile(run_dir / "last.weights.h5", best)
     config.save(run_dir / "best.json")
-    if val_samples and not args.no_val_score and best.is_file():
+    if not best.is_file():
+        return 0
+    model_path = export_model(best, config, run_dir / "model")
+    print(f"model: {model_path} (+ {model_path.with_name('model.json').name})")
+    if val_samples and not args.no_val_score:
         from mrcnn.predictor import MrcnnPredictor
 
-        result = score_predictor(MrcnnPredictor.from_path(best), val_samples)
+        result = score_predictor(MrcnnPredictor.from_path(model_path), val_samples)
         save_json_atomic(run_dir / "val_score.json", result)
         print(f"validation DSB score: {result['score']:.4f}")
     return 0
