@@ -8,11 +8,12 @@ Backbone layers keep ``keras.applications`` names, so weights saved from those
 models load by name (:mod:`mrcnn.weights`). Nothing here downloads weights
 (``weights=None`` always). FPN layers are named ``fpn_*`` (Matterport's names).
 
-Pretrained backbone: with ``config.BACKBONE_WEIGHTS`` set (MobileNetV2, alpha 1.0
-only) the backbone is :func:`unet.pretrained.build_mobilenetv2_backbone` (torchvision
-padding and BN epsilon, same layer names plus ``*_pad`` layers) built on the input
-tensor, so its layers stay flat in the returned model (the training stages freeze them
-by name), and the named-layer ImageNet file is loaded into it right after building.
+MobileNetV2 at alpha 1.0 is always :func:`unet.pretrained.build_mobilenetv2_backbone`
+(torchvision padding and BN epsilon, same layer names plus ``*_pad`` layers) built on
+the input tensor, so its layers stay flat in the returned model (the training stages
+freeze them by name); with ``config.BACKBONE_WEIGHTS`` set, the named-layer ImageNet
+file is loaded into it right after building. (Keras's own MobileNetV2 pads stride-2
+layers asymmetrically: the same weights in it would see the image shifted by a few pixels.)
 """
 
 import re
@@ -31,10 +32,15 @@ FEATURE_LAYERS = {
 
 
 def _application(config, inputs):
-    """The classification network without its top, built on ``inputs`` [batch, H, W, 3]."""
+    """The classification network without its top, built on ``inputs`` [batch, H, W, 3].
+
+    The architecture depends on BACKBONE and BACKBONE_ALPHA only, never on whether
+    BACKBONE_WEIGHTS is set: a trained model is rebuilt without the ImageNet file and
+    must get exactly the layers (and padding) it was trained with.
+    """
     name = config.BACKBONE
-    if config.BACKBONE_WEIGHTS:
-        return _pretrained_mobilenetv2(config, inputs)
+    if name == "mobilenetv2" and config.BACKBONE_ALPHA == 1.0:
+        return _torch_layout_mobilenetv2(config, inputs)
     if name == "resnet50":
         return keras.applications.ResNet50(include_top=False, weights=None, input_tensor=inputs)
     if name == "resnet101":
@@ -45,19 +51,19 @@ def _application(config, inputs):
     raise NucleiError(f"unknown backbone {name!r}")
 
 
-def _pretrained_mobilenetv2(config, inputs):
-    """Torch-compatible MobileNetV2 on ``inputs`` with ``config.BACKBONE_WEIGHTS`` loaded.
+def _torch_layout_mobilenetv2(config, inputs):
+    """Torch-compatible MobileNetV2 (alpha 1.0) on ``inputs``, with ``config.BACKBONE_WEIGHTS``
+    loaded when set.
 
     Returns the sub-model ``inputs [batch, H, W, 3] -> out_relu [batch, H/32, W/32, 1280]``
     made of the backbone layers only (the weights are loaded into exactly those).
     """
     from unet.pretrained import build_mobilenetv2_backbone, load_encoder_weights
 
-    if config.BACKBONE != "mobilenetv2" or config.BACKBONE_ALPHA != 1.0:
-        raise NucleiError(f"BACKBONE_WEIGHTS needs BACKBONE='mobilenetv2' with BACKBONE_ALPHA=1.0 (got "
-                          f"{config.BACKBONE!r}, alpha {config.BACKBONE_ALPHA})")
     app = build_mobilenetv2_backbone(input_tensor=inputs, name="mobilenetv2_pretrained")
-    return load_encoder_weights(app, config.BACKBONE_WEIGHTS)
+    if config.BACKBONE_WEIGHTS:
+        return load_encoder_weights(app, config.BACKBONE_WEIGHTS)
+    return app
 
 
 def _tiny(inputs):

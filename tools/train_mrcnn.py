@@ -59,6 +59,10 @@ def build_parser():
                         help="workers are processes, not threads (keeps the GIL free for the training loop)")
     parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
     parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
+    parser.add_argument("--export", choices=("best", "last"),
+                        help="checkpoint exported as RUN/model.weights.h5: 'best' by validation loss or "
+                             "'last'; default 'last' with --time-limit (the learning rate has annealed to "
+                             "its lowest there), else 'best'")
     parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
     parser.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "resnet101", "tiny"))
     parser.add_argument("--alpha", type=float, help="MobileNetV2 width multiplier")
@@ -185,13 +189,16 @@ def train(args):
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.2f} crops/s)")
 
     best = run_dir / "best.weights.h5"
-    if not best.is_file() and (run_dir / "last.weights.h5").is_file():
-        shutil.copyfile(run_dir / "last.weights.h5", best)
+    last = run_dir / "last.weights.h5"
+    if not best.is_file() and last.is_file():
+        shutil.copyfile(last, best)
     config.save(run_dir / "best.json")
-    if not best.is_file():
+    export = args.export or ("last" if args.time_limit else "best")
+    chosen = last if export == "last" and last.is_file() else best
+    if not chosen.is_file():
         return 0
-    model_path = export_model(best, config, run_dir / "model")
-    print(f"model: {model_path} (+ {model_path.with_name('model.json').name})")
+    model_path = export_model(chosen, config, run_dir / "model")
+    print(f"model: {model_path} (+ {model_path.with_name('model.json').name}), from {chosen.name}")
     if val_samples and not args.no_val_score:
         from mrcnn.predictor import MrcnnPredictor
 

@@ -1,0 +1,55 @@
+"""Write the training set (minus the bundled sample) compactly enough to travel to a GPU machine.
+
+The lent GPU machines receive the working tree plus carried folders, 64 MiB in all (the
+repository itself is ~30 MB). The compact labels layout (one image + one 16-bit label
+PNG per id) takes 46 MB; images over 30 KB are then stored as JPEG (quality 95) where
+that at least halves them, which brings the pack to ~25 MB. Labels stay lossless.
+
+Usage: python bench/make_gpu_pack.py [--data ../shared/dsb2018/stage1_train] [--out .gpu/stage1_train_labels]
+(``.gpu/`` is git-ignored; name it in the device tool's ``carry``.)
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from preprocessing.dataset import load_training_samples, save_labels_layout  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "stage1_train"
+
+
+def jpeg_large_images(root, min_bytes=30_000, quality=95):
+    """Re-encode ``root/*/images/*.png`` over ``min_bytes`` as JPEG where that halves them."""
+    converted = 0
+    for png in sorted(Path(root).glob("*/images/*.png")):
+        if png.stat().st_size < min_bytes:
+            continue
+        image = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        jpg = png.with_suffix(".jpg")
+        cv2.imwrite(str(jpg), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if 2 * jpg.stat().st_size <= png.stat().st_size:
+            png.unlink()
+            converted += 1
+        else:
+            jpg.unlink()
+    return converted
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "dsb2018" / "stage1_train"))
+    parser.add_argument("--out", default=".gpu/stage1_train_labels")
+    args = parser.parse_args()
+    samples = load_training_samples([args.data], [str(SAMPLE)], None, 0)
+    save_labels_layout(samples, args.out)
+    converted = jpeg_large_images(args.out)
+    total = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
+    print(f"{len(samples)} images -> {args.out}: {converted} stored as JPEG, {total / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
