@@ -7,7 +7,7 @@ image cannot) or moves a pixel from one nucleus to another: growth goes into
 background only.
 
 :class:`PostprocessConfig` switches each step; :func:`postprocess` runs them in the
-order fill holes -> closing -> minimum size -> maximum count -> dilation.
+order minimum score -> fill holes -> closing -> minimum size -> maximum count -> dilation.
 """
 
 import dataclasses
@@ -32,6 +32,9 @@ class PostprocessConfig:
     closing: int = 0
     # Drop nuclei smaller than this many pixels (0 = off).
     min_size: int = 0
+    # Drop nuclei whose score is below this (0 = off; needs scores): a detector's
+    # confidence cut, tuned after the fact instead of re-running the network.
+    min_score: float = 0.0
     # Keep at most this many nuclei, the highest scores (or largest without scores); 0 = no limit.
     max_count: int = 0
 
@@ -42,6 +45,9 @@ class PostprocessConfig:
                 raise NucleiError(f"post-processing {name} must be a whole number >= 0, got {value}")
             setattr(self, name, int(value))
         self.fill_holes = bool(self.fill_holes)
+        if not 0.0 <= float(self.min_score) < 1.0:
+            raise NucleiError(f"post-processing min_score must be in [0, 1), got {self.min_score}")
+        self.min_score = float(self.min_score)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -148,6 +154,15 @@ def remove_small(labels, min_size, scores=None):
     return compact(labels, scores)
 
 
+def remove_unsure(labels, min_score, scores=None):
+    """Drop nuclei whose score is below ``min_score`` (no-op without scores); renumber 1..N'."""
+    labels = np.asarray(labels)
+    if min_score <= 0 or scores is None or labels.max() == 0:
+        return compact(labels, scores)
+    keep = np.concatenate([[False], np.asarray(scores) >= min_score])
+    return compact(np.where(keep[labels], labels, 0), scores)
+
+
 def keep_top(labels, max_count, scores=None):
     """Keep the ``max_count`` highest-scoring nuclei (largest ones without scores); renumber."""
     labels = np.asarray(labels)
@@ -175,6 +190,8 @@ def postprocess(labels, scores=None, config=None):
     """
     config = config or PostprocessConfig()
     labels, scores = compact(labels, scores)
+    if config.min_score:
+        labels, scores = remove_unsure(labels, config.min_score, scores)
     if config.fill_holes:
         labels, scores = fill_holes(labels, scores)
     if config.closing:

@@ -73,6 +73,8 @@ def build_parser():
     post.add_argument("--closing", type=int, default=None, metavar="RADIUS", help="closing of each nucleus")
     post.add_argument("--min-size", type=int, default=None, metavar="PIXELS", help="drop smaller nuclei")
     post.add_argument("--max-count", type=int, default=None, metavar="N", help="keep the N best-scoring nuclei")
+    post.add_argument("--min-score", type=float, default=None, metavar="S",
+                      help="drop nuclei scoring below S (detection confidence; U-Net: mean foreground)")
     parser.add_argument("--labels", metavar="DIR",
                         help="true masks for these images (Kaggle layout): print the DSB score and write a "
                              "contact sheet of true positives, false positives and misses")
@@ -81,7 +83,7 @@ def build_parser():
     return parser
 
 
-POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count")
+POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count", "min_score")
 
 
 def read_params(path):

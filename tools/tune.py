@@ -35,15 +35,17 @@ THRESHOLD_CANDIDATES = {
     "min_nucleus_size": [1, 8, 16, 32, 48, 64],
 }
 ENSEMBLE_CANDIDATES = {
-    "foreground_threshold": [0.3, 0.4, 0.5, 0.6],
-    "mrcnn_min_score": [0.3, 0.5, 0.7, 0.9],
+    "foreground_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+    "seed_threshold": [0.7, 0.8, 0.9],
+    "mrcnn_min_score": [0.3, 0.5, 0.7, 0.8, 0.9],
     "keep_score": [0.9, 0.95, 1.01],
     "add_unet_nuclei": [True, False],
 }
 POSTPROCESS_CANDIDATES = {
     "fill_holes": [False, True],
     "closing": [0, 1, 2],
-    "min_size": [0, 8, 16, 32, 48],
+    "min_size": [0, 8, 16, 32, 48, 64, 96],
+    "min_score": [0.0, 0.6, 0.7, 0.8, 0.9],
     "dilate": [0, 1, 2, 3],
 }
 

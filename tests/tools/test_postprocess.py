@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from preprocessing.errors import NucleiError
 from tools.postprocess import (PostprocessConfig, closing, compact, dilate, fill_holes, keep_top, postprocess,
-                               remove_small)
+                               remove_small, remove_unsure)
 
 
 def _touching_pair():
@@ -70,6 +70,18 @@ def test_remove_small_and_keep_top_keep_scores_aligned():
     assert ((top == 2) == (labels == 3)).all()
     largest, none = keep_top(labels, 1)
     assert none is None and ((largest == 1) == (labels == 1)).all()
+
+
+def test_remove_unsure_drops_low_scores_and_needs_scores():
+    labels = _touching_pair()
+    scores = np.array([0.9, 0.2, 0.5], np.float32)
+    out, out_scores = remove_unsure(labels, 0.5, scores)
+    assert out.max() == 2 and list(out_scores) == [0.9, 0.5]
+    assert ((out == 2) == (labels == 3)).all()
+    unchanged, none = remove_unsure(labels, 0.5, None)  # nothing to judge by: keep all
+    assert none is None and (unchanged == labels).all()
+    with pytest.raises(NucleiError):
+        PostprocessConfig(min_score=1.5)
 
 
 def test_compact_renumbers_gaps():
