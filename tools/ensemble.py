@@ -5,10 +5,11 @@ their exact outlines (28x28 masks pasted into boxes); the U-Net is the reverse. 
 
 * identity from Mask R-CNN: each of its instances with score >= ``mrcnn_min_score``
   becomes a watershed marker (its pixels where the U-Net also sees foreground);
-* outline from the U-Net: markers grow by watershed on -P(body) over the U-Net
-  foreground P(body) + P(border) > ``foreground_threshold``; Mask R-CNN pixels the
-  U-Net calls background are dropped, unless the detection is confident
-  (score >= ``keep_score``), when it is kept as it was;
+* outline from both: markers grow by watershed on -P(body) over the foreground
+  ``(1 - w) * (P(body) + P(border)) + w * [Mask R-CNN pixel] > foreground_threshold``
+  (``w = mrcnn_weight``; 0: the U-Net's outline alone); Mask R-CNN pixels outside
+  that foreground are dropped, unless the detection is confident (score >=
+  ``keep_score``), when it is kept as it was;
 * completion from the U-Net: U-Net seeds (P(body) > ``seed_threshold``) that touch
   no Mask R-CNN instance, and U-Net foreground blobs with no marker at all, become
   nuclei of their own, scored by their mean U-Net foreground times ``unet_score_factor``.
@@ -37,6 +38,7 @@ class EnsembleConfig:
     min_seed_size: int = 3
     mrcnn_min_score: float = 0.5
     keep_score: float = 0.95
+    mrcnn_weight: float = 0.0
     add_unet_nuclei: bool = True
     unet_score_factor: float = 0.8
 
@@ -44,6 +46,8 @@ class EnsembleConfig:
         for name in ("foreground_threshold", "seed_threshold"):
             if not 0 < getattr(self, name) < 1:
                 raise NucleiError(f"ensemble {name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0 <= self.mrcnn_weight < 1:
+            raise NucleiError(f"ensemble mrcnn_weight must be in [0, 1), got {self.mrcnn_weight}")
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -80,11 +84,12 @@ def ensemble_instances(probabilities, mrcnn_labels, mrcnn_scores, config=None):
         raise NucleiError(f"U-Net maps {probabilities.shape[:2]} and Mask R-CNN labels {mrcnn_labels.shape} differ")
     body = probabilities[..., BODY]
     foreground_p = 1.0 - probabilities[..., BACKGROUND]
-    foreground = foreground_p > config.foreground_threshold
     mrcnn_labels, mrcnn_scores = compact(np.asarray(mrcnn_labels), np.asarray(mrcnn_scores, np.float32))
     weak = np.concatenate([[False], mrcnn_scores < config.mrcnn_min_score])
     mrcnn_labels = np.where(weak[mrcnn_labels], 0, mrcnn_labels)
     mrcnn_labels, mrcnn_scores = compact(mrcnn_labels, mrcnn_scores)
+    w = config.mrcnn_weight
+    foreground = (1.0 - w) * foreground_p + w * (mrcnn_labels > 0) > config.foreground_threshold
     n_mrcnn = mrcnn_scores.size
 
     markers = np.where(foreground, mrcnn_labels, 0).astype(np.int64)

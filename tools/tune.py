@@ -39,6 +39,7 @@ ENSEMBLE_CANDIDATES = {
     "seed_threshold": [0.7, 0.8, 0.9],
     "mrcnn_min_score": [0.3, 0.5, 0.7, 0.8, 0.9],
     "keep_score": [0.9, 0.95, 1.01],
+    "mrcnn_weight": [0.0, 0.2, 0.3, 0.4],
     "add_unet_nuclei": [True, False],
 }
 POSTPROCESS_CANDIDATES = {

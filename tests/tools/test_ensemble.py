@@ -38,3 +38,22 @@ def test_shape_mismatch_is_a_clear_error():
 def test_unknown_field_is_named():
     with pytest.raises(NucleiError, match="ensemble.*bogus"):
         EnsembleConfig.from_dict({"bogus": 1})
+
+
+def test_mrcnn_weight_lets_a_detection_hold_where_the_unet_is_unsure():
+    # U-Net: 0.6 foreground over a square (body 0.5, border 0.1), background elsewhere
+    probabilities = np.zeros((20, 20, 3), np.float32)
+    probabilities[..., 2] = 1.0
+    probabilities[5:15, 5:15] = (0.5, 0.1, 0.4)
+    mrcnn = np.zeros((20, 20), np.int32)
+    mrcnn[6:14, 6:14] = 1
+    scores = np.array([0.9], np.float32)
+    base = dict(foreground_threshold=0.7, keep_score=1.01, add_unet_nuclei=False)
+    alone, _ = ensemble_instances(probabilities, mrcnn, scores, EnsembleConfig(**base))
+    assert alone.max() == 0  # 0.6 < 0.7: the U-Net alone rejects it
+    both, both_scores = ensemble_instances(probabilities, mrcnn, scores, EnsembleConfig(mrcnn_weight=0.4, **base))
+    # 0.6 * 0.6 + 0.4 = 0.76 on the detection, 0.36 beside it: exactly the detection survives
+    assert both.max() == 1 and list(both_scores) == [np.float32(0.9)]
+    np.testing.assert_array_equal(both > 0, mrcnn > 0)
+    with pytest.raises(NucleiError, match="mrcnn_weight"):
+        EnsembleConfig(mrcnn_weight=1.0)
