@@ -1,5 +1,5 @@
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from mrcnn.roi_align import PyramidRoIAlign, roi_align_level, roi_levels
 
@@ -27,20 +27,22 @@ def test_single_level_matches_numpy_reference():
     rng = np.random.default_rng(0)
     feature = rng.normal(size=(1, 16, 20, 3)).astype(np.float32)
     boxes = np.array([[8, 8, 40, 60], [0, 0, 64, 80], [13.3, 21.7, 29.1, 33.9]], np.float32)
-    got = roi_align_level(tf.constant(feature), tf.constant(boxes), tf.zeros(3, tf.int32), 4, 5).numpy()
+    got = ops.convert_to_numpy(roi_align_level(ops.convert_to_tensor(feature), ops.convert_to_tensor(boxes),
+                                               ops.zeros((3,), "int32"), 4, 5))
     for k, box in enumerate(boxes):
         np.testing.assert_allclose(got[k], bilinear_reference(feature[0], box, 4, 5), atol=1e-4)
 
 
 def test_constant_feature_pools_to_constant():
     feature = np.full((1, 8, 8, 2), 3.0, np.float32)
-    got = roi_align_level(tf.constant(feature), tf.constant([[4.0, 4.0, 20.0, 20.0]]), tf.zeros(1, tf.int32), 4, 7)
-    np.testing.assert_allclose(got.numpy(), 3.0, atol=1e-5)
+    got = roi_align_level(ops.convert_to_tensor(feature), ops.convert_to_tensor([[4.0, 4.0, 20.0, 20.0]]),
+                          ops.zeros((1,), "int32"), 4, 7)
+    np.testing.assert_allclose(ops.convert_to_numpy(got), 3.0, atol=1e-5)
 
 
 def test_levels():
-    boxes = tf.constant([[0, 0, 224, 224], [0, 0, 112, 112], [0, 0, 10, 10], [0, 0, 900, 900]], tf.float32)
-    np.testing.assert_array_equal(roi_levels(boxes).numpy(), [4, 3, 2, 5])
+    boxes = ops.convert_to_tensor([[0, 0, 224, 224], [0, 0, 112, 112], [0, 0, 10, 10], [0, 0, 900, 900]], "float32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(roi_levels(boxes)), [4, 3, 2, 5])
 
 
 def test_pyramid_routes_each_box_to_its_level_and_keeps_order():
@@ -49,9 +51,9 @@ def test_pyramid_routes_each_box_to_its_level_and_keeps_order():
     feats = [rng.normal(size=(2, size // s, size // s, 4)).astype(np.float32) for s in (4, 8, 16, 32)]
     boxes = np.array([[[10, 10, 30, 40], [0, 0, 200, 220]], [[50, 50, 150, 160], [5, 5, 20, 12]]], np.float32)
     layer = PyramidRoIAlign(3)
-    got = layer([tf.constant(boxes)] + [tf.constant(f) for f in feats]).numpy()
+    got = ops.convert_to_numpy(layer([ops.convert_to_tensor(boxes)] + [ops.convert_to_tensor(f) for f in feats]))
     assert got.shape == (2, 2, 3, 3, 4)
-    levels = roi_levels(tf.constant(boxes)).numpy()
+    levels = ops.convert_to_numpy(roi_levels(ops.convert_to_tensor(boxes)))
     for b in range(2):
         for n in range(2):
             level = levels[b, n]

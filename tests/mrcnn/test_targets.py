@@ -1,5 +1,5 @@
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from mrcnn.boxes import decode
 from mrcnn.targets import DetectionTargetLayer
@@ -16,8 +16,8 @@ def test_positive_rois_get_class_deltas_and_mask():
     mini[0, 0, :, :4] = 1.0  # left half of the nucleus' box
     layer = DetectionTargetLayer(num_rois=8, positive_ratio=0.5, positive_iou=0.5, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
                                  mask_shape=(4, 4), use_gt=True)
-    rois, ids, deltas, masks = (t.numpy() for t in layer([tf.constant(proposals), tf.constant(gt_ids),
-                                                          tf.constant(gt_boxes), tf.constant(mini)]))
+    rois, ids, deltas, masks = (ops.convert_to_numpy(t) for t in layer([ops.convert_to_tensor(proposals), ops.convert_to_tensor(gt_ids),
+                                                          ops.convert_to_tensor(gt_boxes), ops.convert_to_tensor(mini)]))
     positive = ids[0] == 1
     assert positive.sum() == 3  # the two proposals + the gt box itself
     assert (ids[0] == 0).sum() == 1  # one negative
@@ -33,6 +33,6 @@ def test_positive_rois_get_class_deltas_and_mask():
 def test_image_without_nuclei_gives_only_negatives():
     proposals = np.array([[[0, 0, 10, 10], [5, 5, 20, 20]]], np.float32)
     layer = DetectionTargetLayer(4, 0.33, 0.5, (0.1, 0.1, 0.2, 0.2), (4, 4))
-    rois, ids, deltas, masks = layer([tf.constant(proposals), tf.zeros([1, 3], tf.int32), tf.zeros([1, 3, 4]),
-                                      tf.zeros([1, 3, 8, 8])])
-    np.testing.assert_array_equal(np.sort(ids.numpy()[0]), [-1, -1, 0, 0])
+    rois, ids, deltas, masks = layer([ops.convert_to_tensor(proposals), ops.zeros((1, 3), "int32"), ops.zeros((1, 3, 4)),
+                                      ops.zeros((1, 3, 8, 8))])
+    np.testing.assert_array_equal(np.sort(ops.convert_to_numpy(ids)[0]), [-1, -1, 0, 0])
