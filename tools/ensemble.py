@@ -25,6 +25,7 @@ from skimage.segmentation import watershed
 
 from preprocessing.errors import NucleiError, dataclass_from_dict
 from tools.postprocess import compact
+from unet.instances import seed_unseeded_blobs
 
 BODY, BORDER, BACKGROUND = 0, 1, 2
 
@@ -111,15 +112,8 @@ def ensemble_instances(probabilities, mrcnn_labels, mrcnn_scores, config=None):
             next_id += int(new.sum())
     grow_mask = foreground | (markers > 0)
     if config.add_unet_nuclei:
-        blobs, n_blobs = ndimage.label(foreground)
-        if n_blobs:
-            marked = np.zeros(n_blobs + 1, bool)
-            marked[np.unique(blobs[markers > 0])] = True
-            lonely = ~marked[blobs] & (blobs > 0)
-            if lonely.any():
-                extra, n_extra = ndimage.label(lonely)
-                markers = np.where(extra > 0, extra + next_id - 1, markers)
-                next_id += n_extra
+        markers, n_extra = seed_unseeded_blobs(markers, foreground, first_id=next_id)
+        next_id += n_extra
     labels = watershed(-body, markers=markers, mask=grow_mask) if markers.max() > 0 else markers
     labels = np.where(fixed, mrcnn_labels, labels)  # confident Mask R-CNN pixels stay theirs
     scores = np.zeros(next_id - 1, np.float32)

@@ -39,6 +39,31 @@ def remove_small(labels, min_size):
     return relabel_consecutive(labels)
 
 
+def seed_unseeded_blobs(markers, foreground, first_id=None):
+    """Make each connected component of ``foreground`` that holds no marker a marker of its own
+    (faint or tiny nuclei the seeds missed still count).
+
+    Args:
+        markers: int [H, W] watershed markers, 0 = none.
+        foreground: bool [H, W].
+        first_id: id of the first new marker (default: markers.max() + 1).
+
+    Returns:
+        (markers int [H, W], number of markers added: ids first_id .. first_id + n - 1).
+    """
+    blobs, n_blobs = ndimage.label(foreground)
+    if n_blobs == 0:
+        return markers, 0
+    seeded = np.zeros(n_blobs + 1, bool)
+    seeded[np.unique(blobs[markers > 0])] = True
+    unseeded = ~seeded[blobs] & (blobs > 0)
+    if not unseeded.any():
+        return markers, 0
+    extra, n_extra = ndimage.label(unseeded)
+    first_id = int(markers.max()) + 1 if first_id is None else int(first_id)
+    return np.where(extra > 0, extra + (first_id - 1), markers), n_extra
+
+
 def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_threshold=0.7,
                             min_seed_size=3, min_nucleus_size=8):
     """probabilities: float [H, W, 3] softmax (body, border, background) -> labels int32 [H, W]."""
@@ -47,15 +72,7 @@ def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_thresh
     seeds, _ = ndimage.label(body > seed_threshold)
     seeds = remove_small(seeds, min_seed_size)
     seeds[~foreground] = 0
-    # Foreground blobs with no seed still count as nuclei (faint or tiny ones).
-    blobs, n_blobs = ndimage.label(foreground)
-    if n_blobs:
-        seeded = np.zeros(n_blobs + 1, bool)
-        seeded[np.unique(blobs[seeds > 0])] = True
-        unseeded = ~seeded[blobs] & (blobs > 0)
-        if unseeded.any():
-            extra, _ = ndimage.label(unseeded)
-            seeds = np.where(extra > 0, extra + seeds.max(), seeds)
+    seeds, _ = seed_unseeded_blobs(seeds, foreground)
     labels = watershed(-body, markers=seeds, mask=foreground)
     labels = fill_holes_per_label(labels.astype(np.int32))
     return remove_small(labels, min_nucleus_size)

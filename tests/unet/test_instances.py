@@ -1,7 +1,7 @@
 import numpy as np
 
 from tools.metric import image_score
-from unet.instances import fill_holes_per_label, probabilities_to_labels, remove_small
+from unet.instances import fill_holes_per_label, probabilities_to_labels, remove_small, seed_unseeded_blobs
 from unet.targets import make_targets
 
 
@@ -44,3 +44,14 @@ def test_fill_holes_and_remove_small():
     assert filled[4, 4] == 1
     cleaned = remove_small(filled, 2)
     assert cleaned.max() == 1 and cleaned[10, 10] == 0
+
+
+def test_unseeded_blobs_become_markers_from_first_id():
+    foreground = np.zeros((6, 12), bool)
+    foreground[1:5, 1:4] = foreground[1:5, 6:9] = foreground[0, 11] = True
+    markers = np.zeros((6, 12), np.int32)
+    markers[2, 2] = 1  # only the first blob is seeded
+    out, added = seed_unseeded_blobs(markers, foreground, first_id=5)
+    assert added == 2 and set(np.unique(out)) == {0, 1, 5, 6}
+    assert (out[1:5, 6:9] == 5).all() and out[0, 11] == 6 and out[2, 2] == 1
+    assert seed_unseeded_blobs(out, foreground)[1] == 0  # everything is seeded now
