@@ -53,5 +53,6 @@ def test_unseeded_blobs_become_markers_from_first_id():
     markers[2, 2] = 1  # only the first blob is seeded
     out, added = seed_unseeded_blobs(markers, foreground, first_id=5)
     assert added == 2 and set(np.unique(out)) == {0, 1, 5, 6}
-    assert (out[1:5, 6:9] == 5).all() and out[0, 11] == 6 and out[2, 2] == 1
+    # new ids in raster order of the blobs: (0, 11) comes first
+    assert out[0, 11] == 5 and (out[1:5, 6:9] == 6).all() and out[2, 2] == 1
     assert seed_unseeded_blobs(out, foreground)[1] == 0  # everything is seeded now
