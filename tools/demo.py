@@ -1,7 +1,8 @@
 """The main job on the bundled sample: predict with the shipped weights, write a submission,
 score it against the sample's labels, and say where the overlays are.
 
-``python -m tools.demo [--model unet|mrcnn|all] [--out out/demo]`` (``make demo`` runs it).
+``python -m tools.demo [--model unet|mrcnn|ensemble|all] [--out out/demo]`` (``make demo`` runs it;
+``all``: each model alone, then their ensemble).
 The bundled images were left out of the shipped models' training, so the score is honest.
 """
 
@@ -21,7 +22,8 @@ def run_model(model, out_dir):
     from tools.evaluate import evaluate_submission, format_report
     from tools.predict import build_parser, build_pipeline, predict_folder
 
-    args = build_parser().parse_args(["--model", model, "--images", str(SAMPLE), "--out", str(out_dir)])
+    selection = ["--ensemble"] if model == "ensemble" else ["--model", model]
+    args = build_parser().parse_args(selection + ["--images", str(SAMPLE), "--out", str(out_dir)])
     counts = predict_folder(build_pipeline(args), SAMPLE, out_dir)
     result = evaluate_submission(out_dir / "submission.csv", labels_dir=SAMPLE)
     print(format_report(result))
@@ -36,17 +38,19 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("unet", "mrcnn", "all"), default="all")
+    parser.add_argument("--model", choices=("unet", "mrcnn", "ensemble", "all"), default="all")
     parser.add_argument("--out", default="out/demo")
     args = parser.parse_args(argv)
     from tools.predict import DEFAULT_WEIGHTS
 
-    models = ["unet", "mrcnn"] if args.model == "all" else [args.model]
+    models = ["unet", "mrcnn", "ensemble"] if args.model == "all" else [args.model]
     scores = {}
     try:
         for model in models:
-            if args.model == "all" and not DEFAULT_WEIGHTS[model].is_file():
-                print(f"[{model}] no shipped weights at {DEFAULT_WEIGHTS[model]}; skipped")
+            needed = [DEFAULT_WEIGHTS[m] for m in (("unet", "mrcnn") if model == "ensemble" else (model,))]
+            missing = [str(path) for path in needed if not path.is_file()]
+            if args.model == "all" and missing:
+                print(f"[{model}] no shipped weights at {', '.join(missing)}; skipped")
                 continue
             scores[model] = run_model(model, Path(args.out) / model)
     except NucleiError as error:
