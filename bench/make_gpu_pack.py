@@ -2,8 +2,8 @@
 
 The lent GPU machines receive the working tree plus carried folders, 64 MiB in all (the
 repository itself is ~30 MB). The compact labels layout (one image + one 16-bit label
-PNG per id) takes 46 MB; images over 30 KB are then stored as JPEG (quality 95) where
-that at least halves them, which brings the pack to ~25 MB. Labels stay lossless.
+PNG per id) takes 46 MB; images over 10 KB are then stored as JPEG (quality 95) where
+that at least halves them (with a 30 KB threshold the pack was 25 MB). Labels stay lossless.
 
 Usage: python bench/make_gpu_pack.py [--data ../shared/dsb2018/stage1_train] [--out .gpu/stage1_train_labels]
 (``.gpu/`` is git-ignored; name it in the device tool's ``carry``.)
@@ -22,7 +22,7 @@ from preprocessing.dataset import load_training_samples, save_labels_layout  # n
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "stage1_train"
 
 
-def jpeg_large_images(root, min_bytes=30_000, quality=95):
+def jpeg_large_images(root, min_bytes=10_000, quality=95):
     """Re-encode ``root/*/images/*.png`` over ``min_bytes`` as JPEG where that halves them."""
     converted = 0
     for png in sorted(Path(root).glob("*/images/*.png")):
