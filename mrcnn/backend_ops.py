@@ -93,8 +93,8 @@ def _iou_matrix(boxes):
     return ops.where(union > 0, inter / ops.maximum(union, 1e-12), 0.0)
 
 
-def greedy_nms_keep(boxes, scores, iou_threshold):
-    """bool [K] boxes kept by greedy NMS; ``boxes`` [K, 4] sorted by descending ``scores``.
+def greedy_nms_keep(boxes, iou_threshold):
+    """bool [K] boxes kept by greedy NMS; ``boxes`` [K, 4] sorted best first.
 
     Exact greedy suppression as a fixed point: repeat "a box survives unless a kept better
     box overlaps it" until nothing changes. After round t the first t boxes are final, so it
@@ -132,7 +132,7 @@ def nms_indices(boxes, scores, max_output, iou_threshold, score_threshold=None):
 
         keep = torchvision.ops.nms(_xyxy(boxes), scores, float(iou_threshold))
     except ImportError:
-        keep = ops.where(greedy_nms_keep(boxes, scores, iou_threshold))[0]
+        keep = ops.where(greedy_nms_keep(boxes, iou_threshold))[0]
     return ops.cast(ops.take(order, keep[:max_output]), "int32")
 
 

@@ -276,8 +276,11 @@ class MaskRCNN(keras.Model):
             from tools.training import load_optimizer
 
             load_optimizer(self.optimizer, self, Path(run_dir) / "last.optimizer.npz")
+        start_step = int(ops.convert_to_numpy(self.optimizer.iterations))
         history = self.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
                            callbacks=callbacks, verbose=verbose)
+        # optimizer steps of this call alone (iterations count from the start of a resumed run)
+        self.steps_trained = int(ops.convert_to_numpy(self.optimizer.iterations)) - start_step
         for callback in callbacks or []:
             if hasattr(callback, "check"):
                 callback.check()

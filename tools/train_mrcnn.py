@@ -6,8 +6,9 @@ Matterport's stages (``--layers heads|3+|4+|5+|all|REGEX``), writes atomic best/
 checkpoints, CSV and TensorBoard logs into RUN_DIR (resumable with ``--resume``), and
 at the end scores the validation images with the DSB metric.
 
-The trained model is RUN_DIR/model.weights.h5 + RUN_DIR/model.json (the best checkpoint
-without its optimizer state); predict with
+The trained model is RUN_DIR/model.weights.h5 + RUN_DIR/model.json: the best checkpoint (by
+validation loss), or the last one with ``--time-limit`` (``--export`` chooses), without its
+optimizer state; predict with
 ``python -m tools.predict --model mrcnn --weights RUN_DIR/model.weights.h5 --images DIR --out OUT``.
 """
 
@@ -112,8 +113,6 @@ def make_config(args, run_dir):
     return Config.from_dict({**base.to_dict(), **overrides})
 
 
-
-
 def export_model(checkpoint, config, stem):
     """Write STEM.weights.h5 (model weights only: checkpoints also hold the optimizer's
     variables, 3x the size) + STEM.json from a checkpoint."""
@@ -185,7 +184,7 @@ def train(args):
         model.train(train_data, val_data, config.LEARNING_RATE, args.epochs, args.layers, run_dir=run_dir,
                     schedule=schedule, verbose=1 if sys.stdout.isatty() else 2)
     elapsed = time.time() - started
-    done = int(model.optimizer.iterations) * config.BATCH_SIZE if model.optimizer is not None else 0
+    done = getattr(model, "steps_trained", 0) * config.BATCH_SIZE  # 0 when the run was already complete
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.2f} crops/s)")
 
     best = run_dir / "best.weights.h5"

@@ -250,7 +250,6 @@ def run_training_cli(build_parser, train, argv=None):
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return train(args)

@@ -54,7 +54,7 @@ def test_fixed_point_nms_is_exact_greedy_nms():
         size = rng.uniform(2, 15, size=(n, 2))
         boxes = np.concatenate([corner, corner + size], axis=1).astype(np.float32)
         scores = np.sort(rng.uniform(size=n))[::-1].astype(np.float32)
-        keep = ops.convert_to_numpy(backend_ops.greedy_nms_keep(boxes, scores, 0.3))
+        keep = ops.convert_to_numpy(backend_ops.greedy_nms_keep(boxes, 0.3))
         assert list(np.flatnonzero(keep)) == _greedy_reference(boxes, 0.3), trial
         tf_keep = tf.image.non_max_suppression(boxes, scores, n, 0.3).numpy()
         assert sorted(tf_keep) == list(np.flatnonzero(keep))
