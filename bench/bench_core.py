@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from preprocessing.dataset import load_dataset  # noqa: E402
-from tools.metric import dataset_score, image_score  # noqa: E402
-from tools.rle import decode, encode, labels_to_rles  # noqa: E402
-from tools.submission import rles_to_labels, write_text_atomically  # noqa: E402
+from tools.kaggle.metric import dataset_score, image_score  # noqa: E402
+from tools.kaggle.rle import decode, encode, labels_to_rles  # noqa: E402
+from preprocessing.files import write_text_atomically  # noqa: E402
+from tools.kaggle.submission import rles_to_labels  # noqa: E402
 
 
 def best_seconds(function, repeats):

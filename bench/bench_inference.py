@@ -80,9 +80,9 @@ def time_pipeline(make_pipeline, images):
 
 def score_variants(unet, mrcnn, samples):
     """Validation DSB scores of the variants the issue asks for."""
-    from tools.ensemble import ensemble_instances
-    from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
-    from tools.postprocess import PostprocessConfig, postprocess
+    from tools.inference.ensemble import ensemble_instances
+    from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
+    from tools.inference.postprocess import PostprocessConfig, postprocess
     from tools.tune import mean_score
 
     dense = DenseModel(unet)
@@ -133,7 +133,7 @@ def main(argv=None):
 
     import keras
 
-    from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
+    from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
     from unet.predictor import UNetPredictor
 
     unet = UNetPredictor.from_path(args.unet_weights) if args.unet_weights else untrained_unet()
@@ -176,7 +176,7 @@ def main(argv=None):
         result["scores"] = score_variants(unet, mrcnn if args.mrcnn_weights else None, samples)
         rows += ["", f"| variant | validation DSB score ({len(samples)} images) |", "|---|---|"]
         rows += [f"| {name} | {score:.4f} |" for name, score in result["scores"].items()]
-    from tools.io import save_json_atomic
+    from preprocessing.files import save_json_atomic
 
     save_json_atomic(args.out, result)
     print("\n".join(rows))

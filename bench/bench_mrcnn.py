@@ -102,7 +102,7 @@ def main(argv=None):
                            "s_per_image_max": round(float(np.max(times)), 3)}
     print(json.dumps(result["inference"]))
     if args.weights and pairs:
-        from tools.metric import dataset_score
+        from tools.kaggle.metric import dataset_score
 
         score = dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
         result["dsb_score"] = round(float(score["score"]), 4)

@@ -8,7 +8,7 @@ Backbone layers keep ``keras.applications`` names, so weights saved from those
 models load by name (:mod:`mrcnn.weights`). Nothing here downloads weights
 (``weights=None`` always). FPN layers are named ``fpn_*`` (Matterport's names).
 
-MobileNetV2 at alpha 1.0 is always :func:`unet.pretrained.build_mobilenetv2_backbone`
+MobileNetV2 at alpha 1.0 is always :func:`preprocessing.mobilenetv2.build_mobilenetv2_backbone`
 (torchvision padding and BN epsilon, same layer names plus ``*_pad`` layers) built on
 the input tensor, so its layers stay flat in the returned model (the training stages
 freeze them by name); with ``config.BACKBONE_WEIGHTS`` set, the named-layer ImageNet
@@ -58,7 +58,7 @@ def _torch_layout_mobilenetv2(config, inputs):
     Returns the sub-model ``inputs [batch, H, W, 3] -> out_relu [batch, H/32, W/32, 1280]``
     made of the backbone layers only (the weights are loaded into exactly those).
     """
-    from unet.pretrained import build_mobilenetv2_backbone, load_encoder_weights
+    from preprocessing.mobilenetv2 import build_mobilenetv2_backbone, load_encoder_weights
 
     app = build_mobilenetv2_backbone(input_tensor=inputs, name="mobilenetv2_pretrained")
     if config.BACKBONE_WEIGHTS:

@@ -34,7 +34,7 @@ def normalize_image(image, config):
     others: preprocessing.normalize.
     """
     if config.NORMALIZE == "imagenet":
-        from unet.pretrained import IMAGENET_MEAN, IMAGENET_STD
+        from preprocessing.mobilenetv2 import IMAGENET_MEAN, IMAGENET_STD
 
         x = image.astype(np.float32) / 255.0
         return (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)

@@ -257,11 +257,11 @@ class MaskRCNN(keras.Model):
             learning_rate: float.
             epochs: the epoch number to stop at (counting earlier stages / a resumed run).
             layers: stage name or regex (see :meth:`set_trainable`).
-            run_dir: folder for checkpoints and logs (tools.training); resumes from it.
+            run_dir: folder for checkpoints and logs (tools.engine.callbacks); resumes from it.
         """
         initial_epoch = 0
         if run_dir is not None:
-            from tools.training import make_callbacks, resume_state
+            from tools.engine.callbacks import make_callbacks, resume_state
 
             initial_epoch, weights = resume_state(run_dir)
             if weights is not None:
@@ -273,7 +273,7 @@ class MaskRCNN(keras.Model):
             return None
         self.compile_for_training(learning_rate, layers)
         if run_dir is not None:
-            from tools.training import load_optimizer
+            from tools.engine.callbacks import load_optimizer
 
             load_optimizer(self.optimizer, self, Path(run_dir) / "last.optimizer.npz")
         start_step = int(ops.convert_to_numpy(self.optimizer.iterations))
@@ -326,7 +326,7 @@ class MaskRCNN(keras.Model):
         path = Path(path)
         if not path.name.endswith(".weights.h5"):
             raise NucleiError("weights file name must end in .weights.h5", path)
-        from tools.io import save_weights_atomic
+        from preprocessing.files import save_weights_atomic
 
         save_weights_atomic(self, path)
         self.config.save(config_path_for(path))

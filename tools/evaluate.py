@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 
 from preprocessing.errors import NucleiError
-from tools.metric import THRESHOLDS, dataset_score
-from tools.submission import read_solution, read_submission, rles_to_labels, write_text_atomically
+from tools.kaggle.metric import THRESHOLDS, dataset_score
+from tools.kaggle.submission import read_solution, read_submission, rles_to_labels, write_text_atomically
 
 WORST_IMAGES_SHOWN = 10
 
@@ -49,7 +49,7 @@ def evaluate_labels(pred, true, types=None):
         types: optional dict image_id -> image type, for per-type means.
 
     Returns:
-        the dict of :func:`tools.metric.dataset_score` (score, per_threshold,
+        the dict of :func:`tools.kaggle.metric.dataset_score` (score, per_threshold,
         per_image, per_type, tp/fp/fn, missing), images in the order of ``true``.
         Images in ``true`` but not in ``pred`` score 0 and are listed in 'missing'.
 
@@ -63,7 +63,7 @@ def evaluate_labels(pred, true, types=None):
 
 def score_predictor(predictor, samples):
     """DSB score of ``predictor.predict(image) -> (labels, scores)`` on labelled samples
-    (full images); the dict of tools.metric.dataset_score with per-type means."""
+    (full images); the dict of tools.kaggle.metric.dataset_score with per-type means."""
     pairs = [(sample.image_id, sample.labels, predictor.predict(sample.image)[0]) for sample in samples]
     return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
 
@@ -106,7 +106,7 @@ def _folder_truth(labels_dir):
 def evaluate_submission(submission_path, solution_path=None, labels_dir=None):
     """Score a submission CSV against a solution CSV or a labelled data folder.
 
-    Returns the dict of :func:`tools.metric.dataset_score` plus 'warnings' (list of
+    Returns the dict of :func:`tools.kaggle.metric.dataset_score` plus 'warnings' (list of
     text). Raises NucleiError for every problem with the files.
     """
     if (solution_path is None) == (labels_dir is None):

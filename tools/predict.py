@@ -114,9 +114,9 @@ def default_params_path(args):
 
 def build_pipeline(args):
     """The InferencePipeline the command line asks for."""
-    from tools.ensemble import EnsembleConfig
-    from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
-    from tools.postprocess import PostprocessConfig
+    from tools.inference.ensemble import EnsembleConfig
+    from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
+    from tools.inference.postprocess import PostprocessConfig
 
     params_path = args.params or (None if args.no_params else default_params_path(args))
     params = read_params(params_path) if params_path else {}
@@ -128,7 +128,7 @@ def build_pipeline(args):
         if value is not None:
             post[name] = value
     tta = args.tta if args.tta is not None else int(params.get("tta", 1))
-    from tools.tta import select_transforms
+    from tools.inference.tta import select_transforms
 
     select_transforms(tta)  # a bad --tta fails before any model loads
     post_config = PostprocessConfig.from_dict(post)
@@ -151,12 +151,12 @@ def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=T
     """Predict every image under ``images_dir``; write outputs; return {id: nucleus count}.
 
     ``predictor`` is anything with ``predict(image) -> (labels, scores)`` (a model's
-    predictor or a tools.pipeline.InferencePipeline). ``keep_labels``: optional dict
+    predictor or a tools.inference.pipeline.InferencePipeline). ``keep_labels``: optional dict
     filled with {id: labels} for the ids it already holds as keys (for scoring).
     """
     from preprocessing.dataset import iter_images, read_image, write_png
-    from tools.overlay import draw_outlines
-    from tools.submission import write_submission
+    from tools.inference.overlay import draw_outlines
+    from tools.kaggle.submission import write_submission
 
     out_dir = Path(out_dir)
     items = list(iter_images(images_dir))
@@ -191,9 +191,9 @@ def predict_folder(predictor, images_dir, out_dir, overlays=True, label_images=T
 
 def report_against_truth(truth, predicted, out_dir, sheet_images):
     """Score the predicted images that have true masks; write score.json and the contact sheet."""
-    from tools.contact_sheet import write_contact_sheet
+    from tools.inference.contact_sheet import write_contact_sheet
     from tools.evaluate import evaluate_labels
-    from tools.io import save_json_atomic
+    from preprocessing.files import save_json_atomic
 
     scored = {image_id: labels for image_id, labels in predicted.items() if labels is not None}
     if not scored:

@@ -144,8 +144,8 @@ def train(args):
     from preprocessing.dataset import load_training_samples
     from preprocessing.split import stratified_split
     from tools.evaluate import score_predictor
-    from tools.io import save_json_atomic
-    from tools.training import TimeBudget, cosine_schedule, get_strategy
+    from preprocessing.files import save_json_atomic
+    from tools.engine.callbacks import TimeBudget, cosine_schedule, get_strategy
 
     run_dir = Path(args.out)
     if (run_dir / "state.json").exists() and not args.resume:
@@ -208,7 +208,7 @@ def train(args):
 
 
 def main(argv=None):
-    from tools.training import run_training_cli
+    from tools.engine.callbacks import run_training_cli
 
     return run_training_cli(build_parser, train, argv)
 

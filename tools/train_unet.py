@@ -70,7 +70,7 @@ def make_config(args, run_dir):
 
 def export_model(checkpoint, config, stem):
     """Write STEM.weights.h5 (model weights only, no optimizer state) + STEM.json from a checkpoint."""
-    from tools.io import save_weights_atomic
+    from preprocessing.files import save_weights_atomic
     from unet.model import build_unet
 
     model = build_unet(dataclasses.replace(config, encoder_weights=None))
@@ -88,7 +88,7 @@ def train(args):
     from preprocessing.dataset import load_training_samples
     from preprocessing.split import stratified_split
     from tools.evaluate import score_predictor
-    from tools.training import (TimeBudget, cosine_schedule, get_strategy, load_optimizer, make_callbacks,
+    from tools.engine.callbacks import (TimeBudget, cosine_schedule, get_strategy, load_optimizer, make_callbacks,
                                 resume_state)
     from unet.data import UNetTrainData, validation_batches
     from unet.losses import loss_for
@@ -153,7 +153,7 @@ def train(args):
     if val_samples and not args.no_val_score:
         predictor = UNetPredictor.from_path(model_path)
         result = score_predictor(predictor, val_samples)
-        from tools.io import save_json_atomic
+        from preprocessing.files import save_json_atomic
 
         save_json_atomic(run_dir / "val_score.json", result)
         per_type = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.get("per_type", {}).items()))
@@ -162,7 +162,7 @@ def train(args):
 
 
 def main(argv=None):
-    from tools.training import run_training_cli
+    from tools.engine.callbacks import run_training_cli
 
     return run_training_cli(build_parser, train, argv)
 

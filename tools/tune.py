@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from tools.postprocess import PostprocessConfig, postprocess
+from tools.inference.postprocess import PostprocessConfig, postprocess
 
 THRESHOLD_CANDIDATES = {
     "foreground_threshold": [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
@@ -106,7 +106,7 @@ def validation_samples(roots, val_fraction=0.1, seed=0, max_images=None, exclude
 
 def mean_score(samples, predict):
     """Mean DSB score of ``predict(sample) -> labels`` over samples."""
-    from tools.metric import image_score
+    from tools.kaggle.metric import image_score
 
     return float(np.mean([image_score(s.labels, predict(s))["score"] for s in samples]))
 
@@ -115,7 +115,7 @@ def tune(pipeline, samples, rounds=2, progress=True):
     """Tune the pipeline's decode thresholds and post-processing on ``samples``.
 
     Args:
-        pipeline: tools.pipeline.InferencePipeline (its TTA is used as set).
+        pipeline: tools.inference.pipeline.InferencePipeline (its TTA is used as set).
         samples: validation samples with labels.
 
     Returns:
@@ -123,7 +123,7 @@ def tune(pipeline, samples, rounds=2, progress=True):
         'postprocess', 'score', 'baseline_score' (defaults, no post-processing),
         'network_seconds', 'evaluations'.
     """
-    from tools.ensemble import ensemble_instances
+    from tools.inference.ensemble import ensemble_instances
 
     dense, instance = pipeline.dense, pipeline.instance
     iterator = samples
@@ -210,9 +210,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = build_parser().parse_args(argv)
     try:
-        from tools.ensemble import EnsembleConfig
-        from tools.io import save_json_atomic
-        from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
+        from tools.inference.ensemble import EnsembleConfig
+        from preprocessing.files import save_json_atomic
+        from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
         from tools.predict import load_predictor
 
         dense = instance = None

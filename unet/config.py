@@ -18,7 +18,7 @@ CLASSES = ("body", "border", "background")
 class UNetConfig:
     # --- network -------------------------------------------------------------
     # Encoder: 'plain' (conv-BN-ReLU blocks trained from scratch) or 'mobilenetv2'
-    # (unet.pretrained's torch-compatible MobileNetV2; ImageNet weights from encoder_weights,
+    # (preprocessing.mobilenetv2's torch-compatible MobileNetV2; ImageNet weights from encoder_weights,
     # e.g. weights/mobilenetv2_imagenet.weights.h5 made by tools.convert_weights).
     encoder: str = "plain"
     # Levels of down-sampling; the input side must be a multiple of 2**depth.
@@ -133,7 +133,7 @@ class UNetConfig:
         return dataclass_from_dict(cls, values, "U-Net config", source)
 
     def save(self, path):
-        from tools.io import save_json_atomic
+        from preprocessing.files import save_json_atomic
 
         save_json_atomic(path, {"model": "unet", "config": self.to_dict()})
 

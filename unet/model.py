@@ -58,7 +58,7 @@ def plain_encoder(inputs, config):
 def mobilenetv2_encoder(inputs, config):
     """MobileNetV2 encoder (torch-compatible build, ImageNet weights from a converted
     torchvision checkpoint, see unet/pretrained.py) with a full-resolution skip."""
-    from unet.pretrained import build_mobilenetv2_backbone, imagenet_normalization, load_encoder_weights
+    from preprocessing.mobilenetv2 import build_mobilenetv2_backbone, imagenet_normalization, load_encoder_weights
 
     backbone = build_mobilenetv2_backbone()
     if config.encoder_weights:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from tools.tiling import predict_dense
+from tools.inference.tiling import predict_dense
 from unet.config import UNetConfig, config_path_for
 from unet.data import model_input
 from unet.instances import labels_from_config

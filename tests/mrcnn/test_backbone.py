@@ -40,7 +40,7 @@ def _pretrained_config(**overrides):
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="weights/mobilenetv2_imagenet.weights.h5 absent")
 def test_backbone_weights_are_loaded_into_flat_layers():
-    from unet.pretrained import read_layer_weights
+    from preprocessing.mobilenetv2 import read_layer_weights
 
     stored, _ = read_layer_weights(WEIGHTS)
     loaded = build_backbone(_pretrained_config())

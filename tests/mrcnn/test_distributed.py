@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     from mrcnn.data import MrcnnDataset
     from mrcnn.model import MaskRCNN
     from preprocessing.dataset import Sample
-    from tools.training import get_strategy
+    from tools.engine.callbacks import get_strategy
 
     strategy = get_strategy(multi_gpu=True)
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync

@@ -13,7 +13,7 @@ from mrcnn.config import TinyConfig
 from mrcnn.data import MrcnnDataset
 from mrcnn.model import MaskRCNN
 from preprocessing.dataset import load_dataset
-from tools.metric import image_score
+from tools.kaggle.metric import image_score
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "stage1_train"
 IDS = ["0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9",  # 256x256, 27 nuclei

@@ -10,8 +10,8 @@ import pytest
 from preprocessing.dataset import load_dataset
 from preprocessing.errors import NucleiError
 from tools.evaluate import evaluate_labels, evaluate_submission
-from tools.rle import labels_to_rles
-from tools.submission import write_submission
+from tools.kaggle.rle import labels_to_rles
+from tools.kaggle.submission import write_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample" / "stage1_train"

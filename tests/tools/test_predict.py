@@ -73,8 +73,8 @@ class _ThresholdInstances:
 
 
 def test_pipeline_modes_give_valid_label_images(tiny_unet, sample_dataset):
-    from tools.pipeline import DenseModel, InferencePipeline, InstanceModel
-    from tools.postprocess import PostprocessConfig
+    from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
+    from tools.inference.postprocess import PostprocessConfig
 
     image = sample_dataset.samples[0].image
     dense = DenseModel(tiny_unet[1])
@@ -90,8 +90,8 @@ def test_pipeline_modes_give_valid_label_images(tiny_unet, sample_dataset):
 
 
 def test_instance_tta_of_a_flip_invariant_model_equals_single_pass(sample_dataset):
-    from tools.metric import image_score
-    from tools.pipeline import InferencePipeline, InstanceModel
+    from tools.kaggle.metric import image_score
+    from tools.inference.pipeline import InferencePipeline, InstanceModel
 
     image = sample_dataset.samples[1].image
     single, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), tta=1).predict(image)

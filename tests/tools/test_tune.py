@@ -4,7 +4,7 @@ import numpy as np
 from scipy import ndimage
 
 from preprocessing.split import stratified_split
-from tools.postprocess import PostprocessConfig
+from tools.inference.postprocess import PostprocessConfig
 from tools.tune import coordinate_descent, tune, validation_samples
 
 
@@ -49,7 +49,7 @@ class _ShrunkTruth:
 
 
 def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset):
-    from tools.pipeline import InferencePipeline, InstanceModel
+    from tools.inference.pipeline import InferencePipeline, InstanceModel
 
     samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:2]
     model = _ShrunkTruth({s.image.shape[:2]: s.labels for s in samples[:1]})

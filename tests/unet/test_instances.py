@@ -1,6 +1,6 @@
 import numpy as np
 
-from tools.metric import image_score
+from tools.kaggle.metric import image_score
 from unet.instances import fill_holes_per_label, probabilities_to_labels, remove_small, seed_unseeded_blobs
 from unet.targets import make_targets
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.rle import decode, encode, labels_to_rles
+from tools.kaggle.rle import decode, encode, labels_to_rles
 
 
 def random_labels(rng, shape, n_ids):

@@ -13,8 +13,8 @@ in memory at a time, plus the [H, W] result.
 
 import numpy as np
 
-from tools.postprocess import compact
-from tools.tiling import tile_starts
+from tools.inference.postprocess import compact
+from tools.inference.tiling import tile_starts
 
 
 def _cores(starts, tile, length):

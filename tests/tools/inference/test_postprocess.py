@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from preprocessing.errors import NucleiError
-from tools.postprocess import (PostprocessConfig, closing, compact, dilate, fill_holes, keep_top, postprocess,
+from tools.inference.postprocess import (PostprocessConfig, closing, compact, dilate, fill_holes, keep_top, postprocess,
                                remove_small, remove_unsure)
 
 

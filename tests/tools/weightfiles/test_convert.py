@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.convert_weights import main, mobilenetv2_keras_weights, read_torch_checkpoint
+from tools.convert_weights import main
+from tools.weightfiles.convert import mobilenetv2_keras_weights, read_torch_checkpoint
 
 try:  # optional extra checks only; never required
     import torch
@@ -317,7 +318,7 @@ def converted(tmp_path_factory):
 def test_converted_backbone_equals_the_numpy_reference(converted):
     import keras
 
-    from unet.pretrained import build_mobilenetv2_backbone, load_encoder_weights
+    from preprocessing.mobilenetv2 import build_mobilenetv2_backbone, load_encoder_weights
 
     state, path = converted
     backbone = load_encoder_weights(build_mobilenetv2_backbone(), path)
@@ -342,7 +343,7 @@ def test_converted_backbone_equals_the_numpy_reference(converted):
 
 
 def test_converted_kernels_are_the_checkpoint_transposed(converted):
-    from unet.pretrained import read_layer_weights
+    from preprocessing.mobilenetv2 import read_layer_weights
 
     state, path = converted
     layers, attrs = read_layer_weights(path)

@@ -218,6 +218,6 @@ def load_encoder_weights(backbone, path):
         variable.assign(value.astype(variable.dtype))
     if attrs.get("padding") == "torch" and not _torch_compatible(backbone):
         warnings.warn(f"{path}: torchvision weights loaded into a model with Keras padding / BN epsilon; "
-                      "use unet.pretrained.build_mobilenetv2_backbone() for torchvision's exact features",
+                      "use preprocessing.mobilenetv2.build_mobilenetv2_backbone() for torchvision's exact features",
                       stacklevel=2)
     return backbone

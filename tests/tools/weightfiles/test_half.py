@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.half_weights import halve_weights_file
+from tools.weightfiles.half import halve_weights_file
 
 
 def _model():

@@ -3,8 +3,8 @@
 import numpy as np
 from scipy import ndimage
 
-from tools.metric import image_score
-from tools.tiled_instances import predict_instances_tiled
+from tools.kaggle.metric import image_score
+from tools.inference.tiled_instances import predict_instances_tiled
 
 
 def _threshold_model(seen):

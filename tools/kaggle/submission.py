@@ -20,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from tools.rle import labels_to_rles, parse_runs, run_pixels
+from preprocessing.files import write_text_atomically
+from tools.kaggle.rle import labels_to_rles, parse_runs, run_pixels
 
 SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels")
 SOLUTION_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width")
@@ -31,26 +32,6 @@ class SolutionImage(NamedTuple):
 
     shape: tuple
     rles: list
-
-
-def write_text_atomically(path, text):
-    """Write ``text`` to ``path`` via a temp file in the same folder and os.replace.
-
-    The folder must exist. On any failure the temp file is removed and ``path``
-    is left as it was.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise NucleiError("folder does not exist", path.parent)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
 
 
 def write_submission(path, items):

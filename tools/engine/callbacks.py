@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from tools.io import atomic_path, save_json_atomic, save_weights_atomic
+from preprocessing.files import atomic_path, save_json_atomic, save_weights_atomic
 
 
 class TrainingStopped(Exception):

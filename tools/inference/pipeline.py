@@ -9,8 +9,8 @@ Models are seen through two small adapters:
 
 :class:`InferencePipeline` chains, per image: TTA (dense: mean of inverse-transformed
 probability maps, then one decode; instances: inverse-transformed instances merged by
-tools.instance_merge), tiling of large images, the ensemble when both models are given,
-and tools.postprocess. It counts the seconds spent inside the networks
+tools.inference.merge), tiling of large images, the ensemble when both models are given,
+and tools.inference.postprocess. It counts the seconds spent inside the networks
 (``network_seconds``), so the cost of everything else can be measured.
 """
 
@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from tools.ensemble import EnsembleConfig, ensemble_instances, mean_over_labels
-from tools.instance_merge import merge_instances
-from tools.postprocess import PostprocessConfig, postprocess
-from tools.tiled_instances import predict_instances_tiled
-from tools.tta import select_transforms, tta_dense, tta_instances
+from tools.inference.ensemble import EnsembleConfig, ensemble_instances, mean_over_labels
+from tools.inference.merge import merge_instances
+from tools.inference.postprocess import PostprocessConfig, postprocess
+from tools.inference.tiled_instances import predict_instances_tiled
+from tools.inference.tta import select_transforms, tta_dense, tta_instances
 
 
 class _Timer:
@@ -81,7 +81,7 @@ class InstanceModel:
 
     Uses ``predictor.predict_images(list)`` when the predictor has it (one batch),
     else ``predictor.predict(image)`` per image. Images larger than ``tile_size`` are
-    tiled (tools.tiled_instances).
+    tiled (tools.inference.tiled_instances).
     """
 
     def __init__(self, predictor, tile_size=1024, tile_overlap=128):
@@ -105,7 +105,7 @@ class InstanceModel:
 
 @dataclasses.dataclass
 class MergeConfig:
-    """How instance predictions of TTA variants are merged (tools.instance_merge)."""
+    """How instance predictions of TTA variants are merged (tools.inference.merge)."""
 
     cluster_iou: float = 0.5
     min_agreement: float = 0.5

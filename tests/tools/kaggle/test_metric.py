@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.metric import THRESHOLDS, dataset_score, image_score, iou_matrix
+from tools.kaggle.metric import THRESHOLDS, dataset_score, image_score, iou_matrix
 
 
 def boxes_to_labels(shape, boxes):

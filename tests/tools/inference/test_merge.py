@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from tools.instance_merge import merge_instances
-from tools.metric import image_score
+from tools.inference.merge import merge_instances
+from tools.kaggle.metric import image_score
 
 
 def _blobs(boxes, shape=(40, 60)):

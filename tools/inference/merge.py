@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from tools.postprocess import compact
+from tools.inference.postprocess import compact
 
 
 def _instances(predictions):

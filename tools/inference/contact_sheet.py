@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries
 
 from preprocessing.dataset import write_png
-from tools.metric import image_score, iou_matrix
+from tools.kaggle.metric import image_score, iou_matrix
 
 TP_COLOUR = np.array([0, 230, 0], np.uint8)
 FP_COLOUR = np.array([255, 40, 40], np.uint8)
@@ -114,7 +114,7 @@ def write_contact_sheet(out_dir, samples, predictions, max_images=24, thumb_size
             '<span style="color:#f44">red</span>: false positive; '
             '<span style="color:#fd0">yellow</span>: missed nucleus (IoU &gt; 0.5).</p>'
             + "\n".join(entries) + "\n")
-    from tools.submission import write_text_atomically
+    from preprocessing.files import write_text_atomically
 
     write_text_atomically(out_dir / "contact_sheet.html", page)
     return [(row[1].image_id, row[0]) for row in rows]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.tta import (DIHEDRAL_NAMES, TRANSFORM_NAMES, TRANSFORMS, select_transforms, tta_dense,
+from tools.inference.tta import (DIHEDRAL_NAMES, TRANSFORM_NAMES, TRANSFORMS, select_transforms, tta_dense,
                        tta_instances)
 
 

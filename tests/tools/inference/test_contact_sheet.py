@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tools.contact_sheet import FP_COLOUR, MISS_COLOUR, TP_COLOUR, classify_instances, render_errors, \
+from tools.inference.contact_sheet import FP_COLOUR, MISS_COLOUR, TP_COLOUR, classify_instances, render_errors, \
     write_contact_sheet
 
 

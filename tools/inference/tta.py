@@ -220,14 +220,14 @@ def tta_dense(predict_batch, image, prepare, transforms, multiple, tile_size=102
         transforms: list of Transform.
         multiple: network input sides must be multiples of this.
         tile_size, tile_overlap: variants larger than ``tile_size`` go through
-            tools.tiling.predict_dense (overlapping tiles, blended), so memory stays bounded.
+            tools.inference.tiling.predict_dense (overlapping tiles, blended), so memory stays bounded.
         max_batch_pixels: variants of the same shape go through the network together,
             up to this many input pixels per batch.
 
     Returns:
         float32 [H, W, K], the mean over transforms.
     """
-    from tools.tiling import predict_dense
+    from tools.inference.tiling import predict_dense
 
     shape = image.shape[:2]
     prepared = {}  # colour transform -> normalised image; geometry is applied after normalising
@@ -270,7 +270,7 @@ def tta_instances(predict_images, image, transforms):
 
     Returns:
         list (one per transform) of (labels int32 [H, W], scores float32 [N]); merge them
-        with tools.instance_merge.merge_instances.
+        with tools.inference.merge.merge_instances.
     """
     shape = image.shape[:2]
     variants = [transform.apply_to_image(image) for transform in transforms]

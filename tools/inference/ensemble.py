@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from preprocessing.errors import NucleiError, dataclass_from_dict
-from tools.postprocess import compact
+from tools.inference.postprocess import compact
 from unet.instances import seed_unseeded_blobs
 
 BODY, BORDER, BACKGROUND = 0, 1, 2

@@ -1,4 +1,4 @@
-"""unet.pretrained: the torchvision-compatible MobileNetV2 build and the named weights file."""
+"""preprocessing.mobilenetv2: the torchvision-compatible MobileNetV2 build and the named weights file."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import pytest
 
 from preprocessing.errors import NucleiError
 from unet.model import MOBILENETV2_SKIPS
-from unet.pretrained import (IMAGENET_MEAN, IMAGENET_STD, build_mobilenetv2_backbone, imagenet_normalization,
+from preprocessing.mobilenetv2 import (IMAGENET_MEAN, IMAGENET_STD, build_mobilenetv2_backbone, imagenet_normalization,
                              load_encoder_weights, read_layer_weights, save_layer_weights)
 
 

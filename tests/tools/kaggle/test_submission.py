@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.submission import (read_solution, read_submission, rles_to_labels, write_submission,
-                              write_text_atomically)
+from preprocessing.files import write_text_atomically
+from tools.kaggle.submission import read_solution, read_submission, rles_to_labels, write_submission
 
 
 def two_images():

@@ -1,11 +1,11 @@
-"""tools.ensemble: Mask R-CNN instances refined and completed by the U-Net's maps."""
+"""tools.inference.ensemble: Mask R-CNN instances refined and completed by the U-Net's maps."""
 
 import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
-from tools.ensemble import EnsembleConfig, ensemble_instances
-from tools.metric import image_score
+from tools.inference.ensemble import EnsembleConfig, ensemble_instances
+from tools.kaggle.metric import image_score
 from unet.targets import make_targets
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from tools.training import (RunCheckpoint, TimeBudget, TrainingStopped, cosine_schedule, load_optimizer,
+from tools.engine.callbacks import (RunCheckpoint, TimeBudget, TrainingStopped, cosine_schedule, load_optimizer,
                             make_callbacks, resume_state)
 
 
