@@ -81,13 +81,14 @@ def time_pipeline(make_pipeline, images):
 def score_variants(unet, mrcnn, samples):
     """Validation DSB scores of the variants the issue asks for."""
     from tools.inference.ensemble import ensemble_instances
+    from tools.inference.params import InferenceParams
     from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
     from tools.inference.postprocess import PostprocessConfig, postprocess
-    from tools.tune import mean_score
+    from tools.inference.tuning import mean_score
 
     dense = DenseModel(unet)
-    single = InferencePipeline(dense, None, tta=1)
-    full = InferencePipeline(dense, None, tta=15)
+    single = InferencePipeline(dense, None, InferenceParams(tta=1))
+    full = InferencePipeline(dense, None, InferenceParams(tta=15))
     probs1 = {s.image_id: single.probabilities(s.image) for s in samples}
     probs15 = {s.image_id: full.probabilities(s.image) for s in samples}
     dilate = PostprocessConfig(dilate=1)
@@ -101,7 +102,7 @@ def score_variants(unet, mrcnn, samples):
     }
     if mrcnn is not None:
         instance = InstanceModel(mrcnn)
-        m1 = InferencePipeline(None, instance, tta=1)
+        m1 = InferencePipeline(None, instance, InferenceParams(tta=1))
         inst1 = {s.image_id: m1.raw(s.image) for s in samples}
         scores["mrcnn single pass"] = mean_score(samples, lambda s: inst1[s.image_id][0])
         scores["mrcnn dilation only (1 px)"] = mean_score(
@@ -133,6 +134,7 @@ def main(argv=None):
 
     import keras
 
+    from tools.inference.params import InferenceParams
     from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
     from unet.predictor import UNetPredictor
 
@@ -156,9 +158,9 @@ def main(argv=None):
         if not images:
             print(f"no {shape} images under {args.timing_data}", file=sys.stderr)
             continue
-        models = [("unet", lambda tta: InferencePipeline(DenseModel(unet), None, tta=tta))]
+        models = [("unet", lambda tta: InferencePipeline(DenseModel(unet), None, InferenceParams(tta=tta)))]
         if mrcnn is not None:
-            models.append(("mrcnn", lambda tta: InferencePipeline(None, InstanceModel(mrcnn), tta=tta)))
+            models.append(("mrcnn", lambda tta: InferencePipeline(None, InstanceModel(mrcnn), InferenceParams(tta=tta))))
         for name, make in models:
             for tta in (1, 15):
                 timing = time_pipeline(lambda: make(tta), images)
@@ -169,7 +171,7 @@ def main(argv=None):
                             f"{timing['other_fraction']:.1%} |")
                 print(rows[-1], flush=True)
     if args.data and args.unet_weights:
-        from tools.tune import validation_samples
+        from tools.inference.tuning import validation_samples
 
         samples = validation_samples([args.data], args.val_fraction, args.seed, args.max_images)
         result["validation_images"] = len(samples)

@@ -10,107 +10,112 @@ arguments::
 
     config = MyConfig(IMAGES_PER_GPU=4)
 
-Derived values (``BATCH_SIZE``, ``MASK_UPSAMPLINGS``, ...) are computed in one place,
-:meth:`Config._derive`, after validation; a bad value raises
-:class:`preprocessing.errors.NucleiError` naming the field.
+It is a :class:`preprocessing.settings.Settings` like every config of the project (a
+dataclass, validated when built: a bad value raises
+:class:`preprocessing.errors.NucleiError` naming the field). Derived values
+(``BATCH_SIZE``, ``MASK_UPSAMPLINGS``, ...) are read-only properties computed from the fields.
 
-A config round-trips through JSON (:meth:`to_dict`, :meth:`from_dict`, :meth:`save`,
-:meth:`load`); a trained model on disk is its weights plus that JSON.
+A config round-trips through the one JSON format (:meth:`to_dict`, :meth:`from_dict`,
+:meth:`save`, :meth:`load`); a trained model on disk is its weights plus that JSON.
 """
 
-import json
+from __future__ import annotations
+
 import math
-import os
 from pathlib import Path
+from typing import Any
 
 from preprocessing.errors import NucleiError
+from preprocessing.settings import Settings
 
 BACKBONES = ("mobilenetv2", "resnet50", "resnet101", "tiny")
-# Normalisations done in mrcnn.data (3 channels); others are preprocessing.normalize modes.
-INPUT_MODES = ("standardize", "imagenet")
+# Values computed from the fields (properties of Config), never stored in its JSON.
+DERIVED = ("BATCH_SIZE", "MASK_UPSAMPLINGS", "ANCHORS_PER_LOCATION", "PYRAMID_LEVELS", "IMAGE_CHANNEL_COUNT")
 
 
-class Config:
+class Config(Settings):
     """Base configuration. Class attributes are the defaults; see each comment."""
 
+    kind = "mrcnn"
+
     # --- naming and hardware -------------------------------------------------
-    NAME = "mrcnn"  # run name, used for folders
-    GPU_COUNT = 1  # replicas; >1 trains under tf.distribute.MirroredStrategy
-    IMAGES_PER_GPU = 2  # images per replica per step
-    STEPS_PER_EPOCH = 1000  # training steps per epoch (data is sampled at random)
-    VALIDATION_STEPS = 50  # validation steps at the end of each epoch
-    SEED = 0  # one seed for data order, crops and augmentation
+    NAME: str = "mrcnn"  # run name, used for folders
+    GPU_COUNT: int = 1  # replicas; >1 trains under tf.distribute.MirroredStrategy
+    IMAGES_PER_GPU: int = 2  # images per replica per step
+    STEPS_PER_EPOCH: int = 1000  # training steps per epoch (data is sampled at random)
+    VALIDATION_STEPS: int = 50  # validation steps at the end of each epoch
+    SEED: int = 0  # one seed for data order, crops and augmentation
 
     # --- backbone and pyramid ------------------------------------------------
-    BACKBONE = "resnet101"  # one of BACKBONES
-    BACKBONE_ALPHA = 1.0  # width multiplier (mobilenetv2 only: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-    BACKBONE_STRIDES = (4, 8, 16, 32, 64)  # strides of P2..P6 (fixed by the architecture)
-    TOP_DOWN_PYRAMID_SIZE = 256  # channels of every FPN level
-    TRAIN_BN = False  # train batch norm (True when training from scratch)
+    BACKBONE: str = "resnet101"  # one of BACKBONES
+    BACKBONE_ALPHA: float = 1.0  # width multiplier (mobilenetv2 only: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+    BACKBONE_STRIDES: tuple = (4, 8, 16, 32, 64)  # strides of P2..P6 (fixed by the architecture)
+    TOP_DOWN_PYRAMID_SIZE: int = 256  # channels of every FPN level
+    TRAIN_BN: bool = False  # train batch norm (True when training from scratch)
     # ImageNet weights for the backbone (path to a named-layer file such as
     # weights/mobilenetv2_imagenet.weights.h5, see unet/pretrained.py), loaded when the model
     # is built; None: random init. mobilenetv2 with BACKBONE_ALPHA 1.0 only. Used for training
     # only: a trained model's weights hold the backbone, so prediction clears it.
-    BACKBONE_WEIGHTS = None
+    BACKBONE_WEIGHTS: str | None = None
 
     # --- classes -------------------------------------------------------------
-    NUM_CLASSES = 1 + 1  # background + object classes
+    NUM_CLASSES: float = 1 + 1  # background + object classes
 
     # --- RPN -----------------------------------------------------------------
-    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)  # one anchor side (pixels) per level P2..P6
-    RPN_ANCHOR_RATIOS = (0.5, 1.0, 2.0)  # width / height of anchors
-    RPN_ANCHOR_STRIDE = 1  # anchors every N feature-map cells
-    RPN_HEAD_CHANNELS = 512  # channels of the shared RPN 3x3 conv
-    RPN_NMS_THRESHOLD = 0.7  # IoU for NMS over proposals
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 256  # anchors sampled per image for the RPN loss
-    RPN_POSITIVE_IOU = 0.7  # anchors at or above this IoU with a nucleus are positive
-    RPN_NEGATIVE_IOU = 0.3  # anchors below this IoU with every nucleus are negative
-    PRE_NMS_LIMIT = 6000  # top-scoring anchors kept before NMS
-    POST_NMS_ROIS_TRAINING = 2000  # proposals kept after NMS, training
-    POST_NMS_ROIS_INFERENCE = 1000  # proposals kept after NMS, inference
-    RPN_BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides RPN box deltas
+    RPN_ANCHOR_SCALES: tuple = (32, 64, 128, 256, 512)  # one anchor side (pixels) per level P2..P6
+    RPN_ANCHOR_RATIOS: tuple = (0.5, 1.0, 2.0)  # width / height of anchors
+    RPN_ANCHOR_STRIDE: int = 1  # anchors every N feature-map cells
+    RPN_HEAD_CHANNELS: int = 512  # channels of the shared RPN 3x3 conv
+    RPN_NMS_THRESHOLD: float = 0.7  # IoU for NMS over proposals
+    RPN_TRAIN_ANCHORS_PER_IMAGE: int = 256  # anchors sampled per image for the RPN loss
+    RPN_POSITIVE_IOU: float = 0.7  # anchors at or above this IoU with a nucleus are positive
+    RPN_NEGATIVE_IOU: float = 0.3  # anchors below this IoU with every nucleus are negative
+    PRE_NMS_LIMIT: int = 6000  # top-scoring anchors kept before NMS
+    POST_NMS_ROIS_TRAINING: int = 2000  # proposals kept after NMS, training
+    POST_NMS_ROIS_INFERENCE: int = 1000  # proposals kept after NMS, inference
+    RPN_BBOX_STD_DEV: tuple = (0.1, 0.1, 0.2, 0.2)  # divides RPN box deltas
 
     # --- input ---------------------------------------------------------------
     # 'standardize' (per image and channel: zero mean, unit std), 'imagenet' (RGB / 255 with
     # torchvision's ImageNet mean / std, what BACKBONE_WEIGHTS were trained on), or a
     # preprocessing.normalize mode ('plain', 'clahe').
-    NORMALIZE = "standardize"
-    INVERT_LIGHT_BACKGROUND = False  # invert images with a light background (preprocessing.normalize)
-    IMAGE_CROP_SIZE = 512  # training crops are square, this side (multiple of 64)
-    IMAGE_PAD_MULTIPLE = 64  # inference pads each side up to a multiple of this
-    IMAGE_MAX_PIXELS = 4096 * 4096  # refuse larger images at inference
-    AUGMENT = "light"  # preprocessing.augment preset ('none', 'light', 'heavy'), or None
-    MAX_GT_INSTANCES = 100  # nuclei kept per training crop (largest first)
-    MINI_MASK_SHAPE = (56, 56)  # each nucleus' mask resized into its own box (memory)
+    NORMALIZE: str = "standardize"
+    INVERT_LIGHT_BACKGROUND: bool = False  # invert images with a light background (preprocessing.normalize)
+    IMAGE_CROP_SIZE: int = 512  # training crops are square, this side (multiple of 64)
+    IMAGE_PAD_MULTIPLE: int = 64  # inference pads each side up to a multiple of this
+    IMAGE_MAX_PIXELS: int = 4096 * 4096  # refuse larger images at inference
+    AUGMENT: str | None = "light"  # preprocessing.augment preset ('none', 'light', 'heavy'), or None
+    MAX_GT_INSTANCES: int = 100  # nuclei kept per training crop (largest first)
+    MINI_MASK_SHAPE: tuple = (56, 56)  # each nucleus' mask resized into its own box (memory)
 
     # --- RoI heads -----------------------------------------------------------
-    TRAIN_ROIS_PER_IMAGE = 200  # RoIs sampled per image for the heads
-    ROI_POSITIVE_RATIO = 0.33  # at most this share of them positive
-    ROI_POSITIVE_IOU = 0.5  # RoIs at or above this IoU with a nucleus are positive
-    USE_GT_AS_PROPOSALS = True  # add ground-truth boxes to the proposals while training
-    POOL_SIZE = 7  # RoIAlign output for the box head
-    MASK_POOL_SIZE = 14  # RoIAlign output for the mask head
-    MASK_SHAPE = (28, 28)  # mask head output: (28, 28) or (56, 56)
-    FPN_CLASSIF_FC_LAYERS_SIZE = 1024  # box head hidden width
-    MASK_HEAD_CHANNELS = 256  # mask head conv channels
-    MASK_HEAD_CONVS = 4  # mask head 3x3 convs before upsampling
-    BBOX_STD_DEV = (0.1, 0.1, 0.2, 0.2)  # divides head box deltas
-    ROI_CANONICAL_SIZE = 224  # box side mapped to ROI_CANONICAL_LEVEL
-    ROI_CANONICAL_LEVEL = 4  # pyramid level for a box of ROI_CANONICAL_SIZE
+    TRAIN_ROIS_PER_IMAGE: int = 200  # RoIs sampled per image for the heads
+    ROI_POSITIVE_RATIO: float = 0.33  # at most this share of them positive
+    ROI_POSITIVE_IOU: float = 0.5  # RoIs at or above this IoU with a nucleus are positive
+    USE_GT_AS_PROPOSALS: bool = True  # add ground-truth boxes to the proposals while training
+    POOL_SIZE: int = 7  # RoIAlign output for the box head
+    MASK_POOL_SIZE: int = 14  # RoIAlign output for the mask head
+    MASK_SHAPE: tuple = (28, 28)  # mask head output: (28, 28) or (56, 56)
+    FPN_CLASSIF_FC_LAYERS_SIZE: int = 1024  # box head hidden width
+    MASK_HEAD_CHANNELS: int = 256  # mask head conv channels
+    MASK_HEAD_CONVS: int = 4  # mask head 3x3 convs before upsampling
+    BBOX_STD_DEV: tuple = (0.1, 0.1, 0.2, 0.2)  # divides head box deltas
+    ROI_CANONICAL_SIZE: int = 224  # box side mapped to ROI_CANONICAL_LEVEL
+    ROI_CANONICAL_LEVEL: int = 4  # pyramid level for a box of ROI_CANONICAL_SIZE
 
     # --- detection -----------------------------------------------------------
-    DETECTION_MAX_INSTANCES = 100  # detections kept per image
-    DETECTION_MIN_CONFIDENCE = 0.7  # detections below this score are dropped
-    DETECTION_NMS_THRESHOLD = 0.3  # per-class NMS IoU
-    MASK_THRESHOLD = 0.5  # mask probability at which a pixel belongs to the nucleus
+    DETECTION_MAX_INSTANCES: int = 100  # detections kept per image
+    DETECTION_MIN_CONFIDENCE: float = 0.7  # detections below this score are dropped
+    DETECTION_NMS_THRESHOLD: float = 0.3  # per-class NMS IoU
+    MASK_THRESHOLD: float = 0.5  # mask probability at which a pixel belongs to the nucleus
 
     # --- optimisation --------------------------------------------------------
-    OPTIMIZER = "SGD"  # 'SGD' (momentum) or 'ADAM'
-    LEARNING_RATE = 0.001
-    LEARNING_MOMENTUM = 0.9
-    WEIGHT_DECAY = 0.0001  # L2 on kernels (not on biases / BN)
-    GRADIENT_CLIP_NORM = 5.0  # clip the global gradient norm
-    LOSS_WEIGHTS = {
+    OPTIMIZER: str = "SGD"  # 'SGD' (momentum) or 'ADAM'
+    LEARNING_RATE: float = 0.001
+    LEARNING_MOMENTUM: float = 0.9
+    WEIGHT_DECAY: float = 0.0001  # L2 on kernels (not on biases / BN)
+    GRADIENT_CLIP_NORM: float = 5.0  # clip the global gradient norm
+    LOSS_WEIGHTS: dict = {
         "rpn_class_loss": 1.0,
         "rpn_bbox_loss": 1.0,
         "mrcnn_class_loss": 1.0,
@@ -118,76 +123,50 @@ class Config:
         "mrcnn_mask_loss": 1.0,
     }
 
-    # --- derived (set by _derive, never by hand) -----------------------------
-    _DERIVED = ("BATCH_SIZE", "MASK_UPSAMPLINGS", "ANCHORS_PER_LOCATION", "PYRAMID_LEVELS", "IMAGE_CHANNEL_COUNT")
-
-    def __init__(self, **overrides):
-        for key, value in overrides.items():
-            if key not in self.field_names():
-                raise NucleiError(f"unknown config field {key!r}")
-            setattr(self, key, value)
-        self.validate()
-        self._derive()
-
-    # ------------------------------------------------------------------ fields
+    # ------------------------------------------------------------------ files
     @classmethod
-    def field_names(cls):
-        """Upper-case public fields (defaults included), derived ones excluded."""
-        names = []
-        for klass in reversed(cls.__mro__):
-            for name in vars(klass):
-                if name.isupper() and not name.startswith("_") and name not in cls._DERIVED:
-                    if name not in names:
-                        names.append(name)
-        return names
-
-    def to_dict(self):
-        """Fields as JSON-able values (tuples become lists)."""
-        out = {}
-        for name in self.field_names():
-            value = getattr(self, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
-        out["CONFIG_CLASS"] = type(self).__name__
-        return out
+    def from_dict(cls, values: dict[str, Any], source: str | Path | None = None) -> "Config":
+        values = dict(values)
+        values.pop("CONFIG_CLASS", None)  # written by files before the one settings format
+        for name in DERIVED:
+            values.pop(name, None)
+        return super().from_dict(values, source)
 
     @classmethod
-    def from_dict(cls, data):
-        data = dict(data)
-        data.pop("CONFIG_CLASS", None)
-        for name in list(data):
-            if name in cls._DERIVED:
-                data.pop(name)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def upgrade(cls, document: Any) -> Any:
+        # files written before the one settings format held the fields at the top level
+        if isinstance(document, dict) and "kind" not in document and "BACKBONE" in document:
+            return {"kind": "mrcnn", "config": document}
+        return document
 
-    def save(self, path):
-        """Write the config as JSON atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        os.replace(tmp, path)
+    def display(self) -> str:
+        return "\n".join(f"{name:30} {getattr(self, name)}" for name in self.field_names() + list(DERIVED))
 
-    @classmethod
-    def load(cls, path):
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise NucleiError("config file not found", path) from None
-        except json.JSONDecodeError as error:
-            raise NucleiError(f"config is not valid JSON ({error})", path) from None
-        try:
-            return cls.from_dict(data)
-        except NucleiError as error:
-            raise NucleiError(str(error), path) from None
+    # --- derived values (computed here only, never set by hand) -------------
+    @property
+    def BATCH_SIZE(self) -> int:
+        return self.IMAGES_PER_GPU * self.GPU_COUNT
 
-    def display(self):
-        return "\n".join(f"{name:30} {getattr(self, name)}" for name in self.field_names() + list(self._DERIVED))
+    @property
+    def MASK_UPSAMPLINGS(self) -> int:
+        return int(round(math.log2(self.MASK_SHAPE[0] / self.MASK_POOL_SIZE)))
 
-    def __repr__(self):
-        return f"{type(self).__name__}(NAME={self.NAME!r}, BACKBONE={self.BACKBONE!r})"
+    @property
+    def ANCHORS_PER_LOCATION(self) -> int:
+        return len(self.RPN_ANCHOR_RATIOS)
+
+    @property
+    def PYRAMID_LEVELS(self) -> tuple[int, ...]:
+        return (2, 3, 4, 5, 6)
+
+    @property
+    def IMAGE_CHANNEL_COUNT(self) -> int:
+        from preprocessing.normalize import channels_for
+
+        return channels_for(self.NORMALIZE)
 
     # -------------------------------------------------------------- validation
-    def validate(self):
+    def validate(self) -> None:
         def fail(name, why):
             raise NucleiError(f"config {name}={getattr(self, name)!r}: {why}")
 
@@ -270,29 +249,15 @@ class Config:
             if self.BACKBONE != "mobilenetv2" or self.BACKBONE_ALPHA != 1.0:
                 fail("BACKBONE_WEIGHTS", f"pretrained weights exist for mobilenetv2 with BACKBONE_ALPHA 1.0 only "
                                          f"(BACKBONE={self.BACKBONE!r}, BACKBONE_ALPHA={self.BACKBONE_ALPHA})")
-        if self.NORMALIZE not in INPUT_MODES:
-            from preprocessing.normalize import MODES
+        from preprocessing.normalize import MODES
 
-            if self.NORMALIZE not in MODES:
-                fail("NORMALIZE", f"must be one of {INPUT_MODES + tuple(MODES)}")
+        if self.NORMALIZE not in MODES:
+            fail("NORMALIZE", f"must be one of {MODES}")
         if self.AUGMENT is not None:
             from preprocessing.augment import PRESETS
 
             if self.AUGMENT not in PRESETS:
                 fail("AUGMENT", f"must be None or one of {PRESETS}")
-
-    def _derive(self):
-        """Every derived value, computed here and only here."""
-        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
-        self.MASK_UPSAMPLINGS = int(round(math.log2(self.MASK_SHAPE[0] / self.MASK_POOL_SIZE)))
-        self.ANCHORS_PER_LOCATION = len(self.RPN_ANCHOR_RATIOS)
-        self.PYRAMID_LEVELS = (2, 3, 4, 5, 6)
-        if self.NORMALIZE in INPUT_MODES:
-            self.IMAGE_CHANNEL_COUNT = 3
-        else:
-            from preprocessing.normalize import channels_for
-
-            self.IMAGE_CHANNEL_COUNT = channels_for(self.NORMALIZE)
 
 
 class NucleusConfig(Config):
@@ -374,7 +339,7 @@ class TinyConfig(Config):
 CONFIGS = {"base": Config, "nucleus": NucleusConfig, "nucleus_inference": NucleusInferenceConfig, "tiny": TinyConfig}
 
 
-def config_from_name(name, **overrides):
+def config_from_name(name: str, **overrides: Any) -> Config:
     """Build a named config ('base', 'nucleus', 'tiny', ...) with overrides."""
     if name not in CONFIGS:
         raise NucleiError(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")

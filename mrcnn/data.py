@@ -24,27 +24,12 @@ from mrcnn.anchors import anchors_for_config
 from mrcnn.boxes import labels_to_boxes
 from mrcnn.rpn_targets import build_rpn_targets
 from preprocessing.errors import NucleiError
+from preprocessing.normalize import normalize
 
 
-def normalize_image(image, config):
-    """uint8 [H, W, 3] -> float32 [H, W, IMAGE_CHANNEL_COUNT] as the model expects.
-
-    'standardize': per image and channel (x - mean) / max(std, 5); 'imagenet': torchvision's
-    (x / 255 - IMAGENET_MEAN) / IMAGENET_STD (the statistics pretrained weights expect);
-    others: preprocessing.normalize.
-    """
-    if config.NORMALIZE == "imagenet":
-        from preprocessing.mobilenetv2 import IMAGENET_MEAN, IMAGENET_STD
-
-        x = image.astype(np.float32) / 255.0
-        return (x - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    if config.NORMALIZE == "standardize":
-        x = image.astype(np.float32)
-        mean = x.mean(axis=(0, 1), keepdims=True)
-        std = np.maximum(x.std(axis=(0, 1), keepdims=True), 5.0)
-        return (x - mean) / std
-    from preprocessing.normalize import normalize
-
+def normalize_image(image: np.ndarray, config) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [H, W, IMAGE_CHANNEL_COUNT] as the model expects
+    (config.NORMALIZE, a preprocessing.normalize mode)."""
     return normalize(image, config.NORMALIZE, invert_light_background=config.INVERT_LIGHT_BACKGROUND)
 
 
@@ -118,7 +103,7 @@ def _fixed_crop(image, labels, size):
     h, w = min(size, image.shape[0]), min(size, image.shape[1])
     out_image[:h, :w] = image[:h, :w]
     out_labels[:h, :w] = labels[:h, :w]
-    from preprocessing.dataset import relabel_consecutive
+    from preprocessing.labels import relabel_consecutive
 
     return out_image, relabel_consecutive(out_labels)
 

@@ -4,10 +4,12 @@
 RoIAlign, the box and mask heads and the detection layer. ``train_step`` computes the
 five losses explicitly (no ``add_loss``); ``call`` runs inference. The graph is written
 in ``keras.ops`` (plus :mod:`mrcnn.backend_ops`), so it trains on TensorFlow and on
-PyTorch (GPU machines without TensorFlow); the weights files are the same on both. Training follows
-Matterport's stages via :meth:`MaskRCNN.train`; prediction on numpy images via
-:meth:`MaskRCNN.detect`. On disk a model is ``<name>.weights.h5`` + ``<name>.json``
-(the config) or a ``.keras`` file (safe mode: every custom class is registered).
+PyTorch (GPU machines without TensorFlow); the weights files are the same on both. Matterport's
+training stages are :meth:`MaskRCNN.compile_for_training` (``layers``: 'heads', '4+', 'all', ...);
+the training loop itself (checkpoints, resume, schedules) is ``tools.engine``'s, shared with the
+U-Net. Prediction on numpy images: :class:`mrcnn.predictor.MrcnnPredictor`. On disk a model is
+``<name>.weights.h5`` + ``<name>.json`` (the config) or a ``.keras`` file (safe mode: every
+custom class is registered).
 """
 
 import re
@@ -28,6 +30,8 @@ from mrcnn.roi_align import PyramidRoIAlign
 from mrcnn.rpn import RpnHead, graph_anchors
 from mrcnn.targets import DetectionTargetLayer
 from preprocessing.errors import NucleiError
+from preprocessing.files import save_weights_atomic
+from preprocessing.settings import config_path_for
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
@@ -241,51 +245,6 @@ class MaskRCNN(keras.Model):
         self.set_trainable(layers)
         self.compile(optimizer=self.make_optimizer(learning_rate), jit_compile=False)
 
-    def train(self, *args, **kwargs):
-        """Matterport's ``train`` (see :meth:`train_stage`). On the PyTorch backend the model is
-        also a ``torch.nn.Module``, whose ``train(mode=True)`` Keras calls: that call passes through."""
-        if keras.backend.backend() == "torch" and (not args or isinstance(args[0], bool)) and set(kwargs) <= {"mode"}:
-            return super().train(*args, **kwargs)
-        return self.train_stage(*args, **kwargs)
-
-    def train_stage(self, train_data, val_data, learning_rate, epochs, layers, run_dir=None, callbacks=None,
-                    verbose=1, schedule=None):
-        """Matterport's ``train``: fit until epoch ``epochs`` (cumulative), training ``layers``.
-
-        Args:
-            train_data, val_data: :class:`mrcnn.data.MrcnnDataset` (keras PyDataset) or None for val.
-            learning_rate: float.
-            epochs: the epoch number to stop at (counting earlier stages / a resumed run).
-            layers: stage name or regex (see :meth:`set_trainable`).
-            run_dir: folder for checkpoints and logs (tools.engine.callbacks); resumes from it.
-        """
-        initial_epoch = 0
-        if run_dir is not None:
-            from tools.engine.callbacks import make_callbacks, resume_state
-
-            initial_epoch, weights = resume_state(run_dir)
-            if weights is not None:
-                self.load_weights(str(weights))
-            callbacks = list(callbacks or []) + make_callbacks(
-                run_dir, monitor="val_loss" if val_data is not None else "loss", initial_epoch=initial_epoch,
-                schedule=schedule)
-        if initial_epoch >= epochs:
-            return None
-        self.compile_for_training(learning_rate, layers)
-        if run_dir is not None:
-            from tools.engine.callbacks import load_optimizer
-
-            load_optimizer(self.optimizer, self, Path(run_dir) / "last.optimizer.npz")
-        start_step = int(ops.convert_to_numpy(self.optimizer.iterations))
-        history = self.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=initial_epoch,
-                           callbacks=callbacks, verbose=verbose)
-        # optimizer steps of this call alone (iterations count from the start of a resumed run)
-        self.steps_trained = int(ops.convert_to_numpy(self.optimizer.iterations)) - start_step
-        for callback in callbacks or []:
-            if hasattr(callback, "check"):
-                callback.check()
-        return history
-
     # -------------------------------------------------------------- inference
     def infer(self, batch):
         """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays."""
@@ -300,46 +259,14 @@ class MaskRCNN(keras.Model):
         out = self._infer_fn(tf.convert_to_tensor(batch, tf.float32))
         return {k: v.numpy() for k, v in out.items()}
 
-    def detect(self, images):
-        """Matterport's ``detect``: list of uint8 [H, W, 3] -> list of dicts per image with
-        ``rois`` [N, 4] pixels, ``class_ids`` [N], ``scores`` [N], ``masks`` bool [H, W, N]
-        (overlaps resolved: the higher score keeps the pixel)."""
-        from mrcnn.data import model_input
-        from mrcnn.paste import detections_to_labels
-
-        results = []
-        for image in images:
-            x, (height, width) = model_input(image, self.config)
-            out = self.infer(x[None])
-            n = int(out["count"][0])
-            boxes = out["boxes"][0, :n]
-            labels, scores, keep = detections_to_labels(boxes, out["scores"][0, :n], out["masks"][0, :n],
-                                                        (height, width), self.config.MASK_THRESHOLD)
-            ids = np.arange(1, len(keep) + 1)
-            results.append({"rois": boxes[keep], "class_ids": out["class_ids"][0, :n][keep], "scores": scores,
-                            "masks": labels[:, :, None] == ids[None, None, :], "labels": labels})
-        return results
-
     # ------------------------------------------------------------------ files
     def save_model(self, path):
         """Write ``path`` (.weights.h5) and its config ``<stem>.json`` beside it."""
         path = Path(path)
         if not path.name.endswith(".weights.h5"):
             raise NucleiError("weights file name must end in .weights.h5", path)
-        from preprocessing.files import save_weights_atomic
-
         save_weights_atomic(self, path)
-        self.config.save(config_path_for(path))
-
-
-def config_path_for(weights_path):
-    """``x.weights.h5`` -> ``x.json``; a run's ``best/last.weights.h5`` fall back to its ``config.json``."""
-    weights_path = Path(weights_path)
-    stem = weights_path.name[: -len(".weights.h5")] if weights_path.name.endswith(".weights.h5") else weights_path.stem
-    own = weights_path.with_name(stem + ".json")
-    if own.is_file() or stem not in ("best", "last"):
-        return own
-    return weights_path.with_name("config.json")
+        self.config.save(path.with_name(path.name[: -len(".weights.h5")] + ".json"))
 
 
 def load_model(path, config=None):
@@ -358,10 +285,10 @@ def load_model(path, config=None):
             raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
         config = Config.load(config_path)
     # the file holds the whole model, backbone included: skip the ImageNet backbone file
-    config = Config.from_dict({**config.to_dict(), "BACKBONE_WEIGHTS": None})
-    model = MaskRCNN(config)
+    model = MaskRCNN(config.replace(BACKBONE_WEIGHTS=None))
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py / keras raise many kinds
-        raise NucleiError(f"weights do not fit the model of this config: {error}", path) from None
+        raise NucleiError(f"these weights do not fit the Mask R-CNN of its config "
+                          f"({str(error).splitlines()[0][:200]})", path) from None
     return model

@@ -2,17 +2,22 @@
 
 ``MrcnnPredictor.from_path("x.weights.h5")`` reads ``x.json`` (or a run folder's
 ``config.json``) beside the weights; ``predict(image)`` returns the label image the
-rest of the project works with.
+rest of the project works with. TTA, tiling and post-processing live in ``tools.inference``.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mrcnn.config import Config
 from mrcnn.data import model_input
+from mrcnn.model import MaskRCNN, load_model
 from mrcnn.paste import detections_to_labels
 from preprocessing.errors import NucleiError
+from preprocessing.settings import config_path_for
 
 
 class MrcnnPredictor:
@@ -23,18 +28,17 @@ class MrcnnPredictor:
     the pixel.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: MaskRCNN):
         self.model = model
         self.config = model.config
 
     @classmethod
-    def from_path(cls, weights_path, config_path=None, **overrides):
+    def from_path(cls, weights_path: str | Path, config_path: str | Path | None = None,
+                  **overrides: Any) -> "MrcnnPredictor":
         """Load ``weights_path`` (.weights.h5 with its config JSON, or a .keras file).
 
         ``overrides``: config fields to change for inference (e.g. DETECTION_MIN_CONFIDENCE).
         """
-        from mrcnn.model import config_path_for, load_model
-
         weights_path = Path(weights_path)
         if not weights_path.is_file():
             raise NucleiError("weights file not found", weights_path)
@@ -43,22 +47,22 @@ class MrcnnPredictor:
             config_path = Path(config_path) if config_path else config_path_for(weights_path)
             if not config_path.is_file():
                 raise NucleiError(f"config not found beside the weights (expected {config_path.name})", weights_path)
-            config = Config.load(config_path)
             # BACKBONE_WEIGHTS: the trained weights hold the backbone, and the ImageNet file
             # it started from need not exist where the model predicts.
-            inference = {"IMAGES_PER_GPU": 1, "GPU_COUNT": 1, "BACKBONE_WEIGHTS": None, **overrides}
-            config = Config.from_dict({**config.to_dict(), **inference})
+            config = Config.load(config_path).replace(IMAGES_PER_GPU=1, GPU_COUNT=1, BACKBONE_WEIGHTS=None,
+                                                      **overrides)
         return cls(load_model(weights_path, config))
 
-    def detect(self, image):
-        """image uint8 [H, W, 3] -> dict of raw detections (boxes, class_ids, scores, masks [D, M, M])."""
+    def detect(self, image: np.ndarray) -> dict[str, Any]:
+        """image uint8 [H, W, 3] -> raw detections: boxes [D, (y1, x1, y2, x2)], class_ids [D],
+        scores [D], masks [D, M, M] probabilities, image_shape (H, W)."""
         x, (height, width) = model_input(image, self.config)
         out = self.model.infer(x[None])
         n = int(out["count"][0])
         return {"boxes": out["boxes"][0, :n], "class_ids": out["class_ids"][0, :n], "scores": out["scores"][0, :n],
                 "masks": out["masks"][0, :n], "image_shape": (height, width)}
 
-    def predict(self, image):
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         det = self.detect(image)
         labels, scores, _ = detections_to_labels(det["boxes"], det["scores"], det["masks"], det["image_shape"],
                                                  self.config.MASK_THRESHOLD)

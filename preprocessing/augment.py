@@ -15,11 +15,19 @@ one id per nucleus) and returns both augmented. Steps, in order:
    brightfield images);
 3. photometry (imgaug, image only): CLAHE, sharpen, emboss, noise, grey, invert,
    grey to random colour map, blurs, contrast, brightness, HSV, channel shuffle;
+   and, for robustness to new stains (the 'stain' preset): HED stain jitter, recolouring
+   (grey -> H&E-like, colour -> another stain / grey / fluorescence-like) and inversion
+   of light-background images;
 4. labels re-derived: tiny remnants (< ``min_area`` pixels) of nuclei cut by the
    image border are dropped, then ids are made consecutive 1..N, numbered exactly
    as :func:`preprocessing.dataset.relabel_consecutive` does (see :func:`clean_labels`).
    A nucleus that geometry splits into disconnected pieces keeps ONE id: it is still
    one nucleus (rare; splitting would need a connected-components pass per call).
+
+Presets: 'none', 'light', 'heavy' (what the shipped models were trained with; unchanged)
+and 'stain' = 'heavy' plus the stain blocks and a stronger zoom (0.5..2, aspect ratio up to
+1.5, one warp with the rotation), for held-out acquisitions whose stain and
+magnification training never saw.
 
 Randomness: one ``np.random.default_rng(seed)`` per Augmenter; it seeds imgaug and
 drives nucleus copy, so the same seed and the same calls give the same outputs.
@@ -34,15 +42,19 @@ import dataclasses
 import cv2
 import numpy as np
 from scipy import ndimage
+from skimage.color import hed_from_rgb, rgb_from_hed
 
 from preprocessing.errors import NucleiError
-from preprocessing.imgaug_compat import SegmentationMapsOnImage, iaa
+from preprocessing.image_types import classify_image
+from preprocessing.imgaug_compat import SegmentationMapsOnImage, ia, iaa
+from preprocessing.normalize import is_light_background
 
-PRESETS = ("none", "light", "heavy")
+PRESETS = ("none", "light", "heavy", "stain")
 
-GEOMETRIC_BLOCKS = ("flip", "rot90", "rotate", "scale", "affine", "elastic", "piecewise_affine")
+GEOMETRIC_BLOCKS = ("flip", "rot90", "rotate", "scale", "affine", "affine_aspect", "elastic", "piecewise_affine")
 PHOTOMETRIC_BLOCKS = ("clahe", "sharpen", "emboss", "gaussian_noise", "grey", "invert", "grey_to_colour",
-                      "blur", "median_blur", "motion_blur", "contrast", "brightness", "hsv", "channel_shuffle")
+                      "blur", "median_blur", "motion_blur", "contrast", "brightness", "hsv", "channel_shuffle",
+                      "hed_jitter", "recolour", "invert_light")
 # Nucleus copy is the one block that is not an imgaug augmenter: see copy_nuclei / Pipeline.
 BLOCKS = GEOMETRIC_BLOCKS + PHOTOMETRIC_BLOCKS + ("nucleus_copy",)
 
@@ -64,7 +76,151 @@ def _grey_to_random_colour(images, random_state, parents, hooks):
     return out
 
 
-def block(name, order=1, zoom=(0.5, 2.0), max_rotation=180):
+# --- stain and scale robustness ----------------------------------------------------------------
+# Stain concentrations follow scikit-image's HED convention (Ruifrok & Johnston stain vectors,
+# skimage.color.rgb_from_hed; concentration = optical density / -log(1e-6), so white is 0 and
+# a dark DSB nucleus about 0.07 haematoxylin). Unlike skimage.color.rgb2hed, negative
+# concentrations are not clipped to 0: rgb2hed -> hed2rgb changes a DSB histology image by
+# 2.5-6 grey levels on average (up to 150), to_stains -> from_stains by none.
+
+_LOG_ADJUST = np.log(1e-6)
+
+
+def to_stains(image):
+    """uint8 [H, W, 3] RGB -> float64 [H, W, 3] haematoxylin, eosin, DAB concentrations."""
+    rgb = np.maximum(image.astype(np.float64) * (1 / 255), 1e-6)
+    return (np.log(rgb) / _LOG_ADJUST) @ hed_from_rgb
+
+
+def from_stains(stains, rgb_from_stains=rgb_from_hed):
+    """float [H, W, 3] concentrations -> uint8 [H, W, 3] RGB, through the 3x3 stain matrix
+    (rows: the RGB optical density of one unit of each stain)."""
+    rgb = np.exp((stains @ rgb_from_stains) * _LOG_ADJUST)
+    return np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _is_grey(image):
+    """Grey content (R = G = B up to noise), by the rule of preprocessing.image_types."""
+    return classify_image(image) != "histology"
+
+
+def _stretch(values, low_percentile=1.0, high_percentile=99.8):
+    """float [H, W] -> float32 [H, W] in [0, 1], percentiles to 0 and 1."""
+    low, high = np.percentile(values, [low_percentile, high_percentile])
+    return np.clip((values - low) / max(high - low, 1e-6), 0, 1).astype(np.float32)
+
+
+def hed_jitter(image, rng, scale=0.25, shift=0.02):
+    """Stain jitter in the style of Tellez et al. 2018: each of the H, E, D concentrations
+    c becomes c * U(1 - scale, 1 + scale) + U(-shift, shift).
+
+    image: uint8 [H, W, 3] -> uint8 [H, W, 3]. Grey images come back unchanged (stains
+    would tint them; recolour is the block that colours grey images). rng: np.random.Generator
+    or imgaug's RNG (same methods). A positive E or D shift tints the background pink or
+    yellow-brown, as in held-out H&E scans.
+    """
+    if _is_grey(image):
+        return image
+    alpha = rng.uniform(1 - scale, 1 + scale, size=3)
+    beta = rng.uniform(-shift, shift, size=3)
+    return from_stains(to_stains(image) * alpha + beta)
+
+
+def grey_to_he(image, rng):
+    """A grey image rendered as H&E: dark purple nuclei on a light pink / yellowish background.
+
+    The amount of haematoxylin follows intensity: bright = nucleus on a dark background
+    (fluorescence), dark = nucleus on a light one (brightfield); stretched to [0, 1] between
+    the 1st and 99.8th percentiles, with a random gamma. Eosin and DAB (yellow-brown) are
+    random background tints. uint8 [H, W, 3] -> uint8 [H, W, 3].
+    """
+    grey = image.astype(np.float32).mean(axis=2)
+    if is_light_background(image):
+        grey = 255 - grey  # nuclei are the dark parts: make them the high values
+    nucleus = _stretch(grey) ** np.float32(rng.uniform(0.7, 1.4))
+    h_background, h_nucleus = rng.uniform(0.0, 0.015), rng.uniform(0.06, 0.14)
+    eosin, eosin_nucleus, dab = rng.uniform(0.0, 0.025), rng.uniform(0.0, 0.04), rng.uniform(0.0, 0.03)
+    stains = np.stack([h_background + (h_nucleus - h_background) * nucleus,
+                       eosin + eosin_nucleus * nucleus,
+                       np.full_like(nucleus, dab)], axis=2)
+    return from_stains(stains)
+
+
+def restain(image, rng):
+    """A colour (stained) image shown as another stain, as grey, or as fluorescence.
+
+    One of, with equal chance: the same concentrations through randomly perturbed stain
+    vectors (another stain pair, light background kept); luminance grey (a brightfield
+    look); the haematoxylin concentration as bright nuclei on black (a DAPI look).
+    uint8 [H, W, 3] -> uint8 [H, W, 3].
+    """
+    choice = int(rng.integers(0, 3))
+    if choice == 1:
+        grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat(np.clip(grey + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    stains = to_stains(image)
+    if choice == 2:
+        nucleus = _stretch(stains[..., 0])
+        return np.repeat((nucleus * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+    vectors = np.maximum(rgb_from_hed + rng.uniform(-0.3, 0.3, size=(3, 3)), 0.02)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return from_stains(stains, vectors)
+
+
+def recolour(image, rng):
+    """grey_to_he for grey images, restain for colour ones: uint8 [H, W, 3] -> same."""
+    return grey_to_he(image, rng) if _is_grey(image) else restain(image, rng)
+
+
+def invert_light_background(image):
+    """255 - image when the image has a light background (LAB lightness, as
+    preprocessing.normalize decides), else the image unchanged: uint8 [H, W, 3]."""
+    return 255 - image if is_light_background(image) else image
+
+
+def _per_image(function):
+    """An iaa.Lambda images function applying function(image, random_state) to each image."""
+    def apply(images, random_state, parents, hooks):
+        return [function(image, random_state) for image in images]
+    return apply
+
+
+class ScaleAspect(iaa.meta.Augmenter):
+    """Zoom with a bounded aspect ratio, and optional rotation, in one warp (image + labels).
+
+    Per image: scale s log-uniform in zoom, aspect a log-uniform in [1/max_aspect,
+    max_aspect]; x scale s * sqrt(a), y scale s / sqrt(a), each clipped to zoom (which
+    only brings a closer to 1); rotation uniform in +-max_rotation degrees. iaa.Affine
+    draws x and y scales independently (aspect up to 4 at zoom 0.5..2); this draws them
+    here and hands them to one iaa.Affine. Labels use nearest neighbour, as in every
+    geometric block; outside pixels are 0 (the Augmenter fills them).
+    """
+
+    def __init__(self, zoom=(0.5, 2.0), max_aspect=1.5, max_rotation=0.0, order=1, seed=None, name=None):
+        super().__init__(seed=seed, name=name)
+        if not 0 < zoom[0] <= zoom[1] or max_aspect < 1:
+            raise NucleiError(f"need 0 < zoom low <= high and max_aspect >= 1, got {zoom}, {max_aspect}")
+        self.zoom, self.max_aspect = (float(zoom[0]), float(zoom[1])), float(max_aspect)
+        self.max_rotation, self.order = float(max_rotation), order
+
+    def _augment_batch_(self, batch, random_state, parents, hooks):
+        n = batch.nb_rows
+        low, high = self.zoom
+        log_scale = random_state.uniform(np.log(low), np.log(high), size=n)
+        log_aspect = random_state.uniform(-np.log(self.max_aspect), np.log(self.max_aspect), size=n)
+        scale_x = np.clip(np.exp(log_scale + log_aspect / 2), low, high)
+        scale_y = np.clip(np.exp(log_scale - log_aspect / 2), low, high)
+        affine = iaa.Affine(scale={"x": ia.parameters.DeterministicList(scale_x),
+                                   "y": ia.parameters.DeterministicList(scale_y)},
+                            rotate=(-self.max_rotation, self.max_rotation), order=self.order,
+                            mode="constant", cval=0)
+        return affine._augment_batch_(batch, random_state, parents + [self], hooks)
+
+    def get_parameters(self):
+        return [self.zoom, self.max_aspect, self.max_rotation, self.order]
+
+
+def block(name, order=1, zoom=(0.5, 2.0), max_rotation=180, max_aspect=1.5):
     """One named augmentation step as an imgaug augmenter (always applied when reached).
 
     Args:
@@ -72,8 +228,10 @@ def block(name, order=1, zoom=(0.5, 2.0), max_rotation=180):
         order: image interpolation of geometric blocks (0 nearest, 1 linear, 3 cubic);
             labels always use nearest neighbour.
         zoom: (low, high) scale factor of 'scale' and 'affine', drawn independently for
-            x and y, so the aspect ratio changes too (< 1 zooms out, > 1 zooms in).
-        max_rotation: degrees, for 'rotate' and 'affine' (uniform in +-max_rotation).
+            x and y, so the aspect ratio changes too (< 1 zooms out, > 1 zooms in);
+            of 'affine_aspect', log-uniform with the aspect ratio bounded (ScaleAspect).
+        max_rotation: degrees, for 'rotate', 'affine' and 'affine_aspect' (uniform in +-max_rotation).
+        max_aspect: 'affine_aspect' only: x / y scale ratio stays within [1/max_aspect, max_aspect].
 
     Geometric blocks pad with constant 0; the Augmenter fills those pixels with the
     image's background colour afterwards.
@@ -87,6 +245,7 @@ def block(name, order=1, zoom=(0.5, 2.0), max_rotation=180):
         "scale": lambda: iaa.Affine(scale=zoom, order=order, mode="constant", cval=0),
         # rotation and zoom in one warp: one interpolation, half the cost of two blocks
         "affine": lambda: iaa.Affine(rotate=rotation, scale=zoom, order=order, mode="constant", cval=0),
+        "affine_aspect": lambda: ScaleAspect(zoom["x"], max_aspect, max_rotation, order),
         "elastic": lambda: iaa.ElasticTransformation(alpha=(20, 60), sigma=(5, 8), order=order,
                                                      mode="constant", cval=0),
         # slow (scikit-image warp): presets give it a low probability
@@ -106,6 +265,9 @@ def block(name, order=1, zoom=(0.5, 2.0), max_rotation=180):
         "brightness": lambda: iaa.Sequential([iaa.Multiply((0.7, 1.3)), iaa.Add((-20, 20))]),
         "hsv": lambda: iaa.AddToHueAndSaturation(value_hue=(-30, 30), value_saturation=(-40, 40)),
         "channel_shuffle": lambda: iaa.ChannelShuffle(1.0),
+        "hed_jitter": lambda: iaa.Lambda(func_images=_per_image(hed_jitter)),
+        "recolour": lambda: iaa.Lambda(func_images=_per_image(recolour)),
+        "invert_light": lambda: iaa.Lambda(func_images=_per_image(lambda image, _: invert_light_background(image))),
     }
     if name not in factories:
         raise NucleiError(f"unknown augmentation block {name!r}; expected one of {BLOCKS}")
@@ -130,7 +292,7 @@ class Pipeline:
 
 
 def preset_pipeline(preset):
-    """The named Pipeline: 'none', 'light' or 'heavy'."""
+    """The named Pipeline: 'none', 'light', 'heavy' or 'stain' (see the module doc)."""
     if preset == "none":
         return Pipeline()
     if preset == "light":
@@ -160,6 +322,32 @@ def preset_pipeline(preset):
                 ], random_order=True),
                 iaa.Sometimes(0.1, block("grey")),
                 iaa.Sometimes(0.1, block("invert")),
+            ],
+            copy_probability=0.3,
+            copy_max=5,
+        )
+    if preset == "stain":
+        # 'heavy' for new stains and magnifications: recolour / HED jitter / inversion
+        # replace the random colour map and plain inversion; zoom 0.5..2 (aspect <= 1.5)
+        # and rotation in one warp
+        return Pipeline(
+            geometric=[
+                block("flip"),
+                block("rot90"),
+                iaa.Sometimes(0.8, block("affine_aspect", zoom=(0.5, 2.0), max_aspect=1.5)),
+                iaa.Sometimes(0.15, block("elastic")),
+                iaa.Sometimes(0.01, block("piecewise_affine")),
+            ],
+            photometric=[
+                iaa.Sometimes(0.2, block("recolour")),
+                iaa.Sometimes(0.5, block("hed_jitter")),  # colour images only (recoloured ones included)
+                iaa.SomeOf((0, 3), [
+                    block("clahe"), block("sharpen"), block("emboss"), block("gaussian_noise"),
+                    iaa.OneOf([block("blur"), block("median_blur"), block("motion_blur")]),
+                    block("contrast"), block("brightness"), block("hsv"),
+                ], random_order=True),
+                iaa.Sometimes(0.05, block("grey")),
+                iaa.Sometimes(0.15, block("invert_light")),
             ],
             copy_probability=0.3,
             copy_max=5,

@@ -25,6 +25,7 @@ from PIL import Image
 
 from preprocessing.errors import NucleiError
 from preprocessing.image_types import classify_image
+from preprocessing.labels import relabel_consecutive
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +164,6 @@ def read_label_image(path, shape=None):
     if shape is not None and array.shape != tuple(shape):
         raise NucleiError(f"label image is {array.shape}, its image is {tuple(shape)}", path)
     return relabel_consecutive(array.astype(np.int64))
-
-
-def relabel_consecutive(labels):
-    """Renumber ids to 1..N in order of first value, keeping 0; int32 [H, W]."""
-    ids, inverse = np.unique(labels, return_inverse=True)
-    if ids[0] != 0:
-        inverse = inverse + 1
-    return inverse.reshape(labels.shape).astype(np.int32)
 
 
 def read_masks(mask_dir, shape, notes=None):
@@ -312,23 +305,6 @@ def write_png(path, array):
     tmp = path.with_name(f".{path.name}.tmp")
     Image.fromarray(array).save(tmp, format="PNG")
     os.replace(tmp, path)
-
-
-def labels_to_masks(labels):
-    """int32 [H, W] labels -> (bool [H, W, N] masks, int32 [N] ids), ids in increasing order."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    return labels[:, :, None] == ids[None, None, :], ids.astype(np.int32)
-
-
-def masks_to_labels(masks, scores=None):
-    """bool [H, W, N] -> int32 [H, W]; overlaps go to the highest score (or lowest index)."""
-    height, width, n = masks.shape
-    labels = np.zeros((height, width), np.int32)
-    order = np.arange(n) if scores is None else np.argsort(-np.asarray(scores), kind="stable")
-    for rank in order[::-1]:  # paint lowest priority first, highest last
-        labels[masks[:, :, rank]] = rank + 1
-    return relabel_consecutive(labels)
 
 
 def iter_images(root):

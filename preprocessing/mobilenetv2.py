@@ -33,11 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from preprocessing.errors import NucleiError
+from preprocessing.normalize import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (the encoder's input statistics)
 
 FORMAT = "nuclei-seg named layer weights v1"
-# torchvision's ImageNet preprocessing, for RGB in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCH_BN_EPSILON = 1e-5
 # (expansion t, output channels c, repeats n, first stride s): MobileNetV2 with alpha 1.0.
 MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),

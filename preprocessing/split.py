@@ -1,4 +1,9 @@
-"""Deterministic train/validation split, stratified by image type."""
+"""Deterministic train/validation split, stratified by image type, and the split.json beside a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,3 +40,24 @@ def stratified_split(image_ids, image_types, val_fraction=0.2, seed=0):
         val += [ids[k] for k in order[:n_val]]
         train += [ids[k] for k in order[n_val:]]
     return sorted(train), sorted(val)
+
+
+def save_split(path: str | Path, train_ids: list[str], val_ids: list[str], about: dict[str, Any] | None = None) -> None:
+    """Write ``{"train": [...], "val": [...], ...about}`` atomically (training writes it into its run folder)."""
+    from preprocessing.files import save_json_atomic
+
+    save_json_atomic(path, {"train": list(train_ids), "val": list(val_ids), **(about or {})})
+
+
+def read_split(path: str | Path) -> tuple[list[str], list[str]] | None:
+    """(train ids, val ids) of a split.json, or None when the file does not exist."""
+    from preprocessing.settings import read_json
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    split = read_json(path)
+    if not isinstance(split, dict) or not isinstance(split.get("train"), list) or not isinstance(
+            split.get("val"), list):
+        raise NucleiError('split.json must hold {"train": [ids], "val": [ids]}', path)
+    return split["train"], split["val"]

@@ -1,4 +1,14 @@
-"""Command-line tools and the model-independent library: RLE, metric, submission, TTA, post-processing."""
+"""Commands (``python -m tools.X``: train, predict, evaluate, tune, demo, convert_weights,
+half_weights) on top of the model-independent library below them:
+
+    tools.kaggle       rle, metric, submission, scoring
+    tools.inference    params, models (load_model), pipeline, tta, tiling, merge, postprocess,
+                       ensemble, overlay, contact_sheet, folder, tuning
+    tools.engine       the training loop of both models: trainer, tasks, callbacks, distribute
+    tools.weightfiles  torchvision checkpoint conversion, float16 storage
+
+A command only parses arguments and calls the library; no module imports a command.
+"""
 
 import os
 

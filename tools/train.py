@@ -1,22 +1,181 @@
-"""Training entry point: ``python -m tools.train {unet,mrcnn} [options]``.
+"""Train a model: ``python -m tools.train {unet,mrcnn} --data DIR [--data DIR2] --out RUN_DIR [options]``.
 
-Each model has its own options; ``python -m tools.train unet --help`` lists them.
+Both models train through the one engine (:mod:`tools.engine.trainer`): data roots in Kaggle's
+layout or the compact labels layout, a validation split stratified by image type (written to
+RUN_DIR/split.json), augmented random crops, atomic best/last checkpoints with optimizer state,
+CSV + TensorBoard logs, a clean stop on Ctrl-C / SIGTERM (exit 130; continue with ``--resume``),
+a refusal to go on after a NaN loss, and at the end the exported model
+RUN_DIR/model.weights.h5 + model.json (what ``tools.predict --weights`` takes) scored on the
+validation images with the DSB metric.
+
+``--resume`` continues the run in RUN_DIR with its saved config: the options of a new stage
+(learning rate, epochs, time limit, layers, steps, workers) apply; the ones that would change
+the network are refused. ``python -m tools.train unet --help`` lists each model's options.
 """
 
+from __future__ import annotations
+
+import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
-MODELS = {"unet": "tools.train_unet", "mrcnn": "tools.train_mrcnn"}
+from preprocessing.errors import NucleiError
+from tools.cli import run_command
+
+# command-line option -> Mask R-CNN config field
+MRCNN_FIELDS = {
+    "backbone": "BACKBONE", "alpha": "BACKBONE_ALPHA", "crop_size": "IMAGE_CROP_SIZE",
+    "images_per_gpu": "IMAGES_PER_GPU", "learning_rate": "LEARNING_RATE", "steps_per_epoch": "STEPS_PER_EPOCH",
+    "validation_steps": "VALIDATION_STEPS", "augment": "AUGMENT", "normalize": "NORMALIZE", "seed": "SEED",
+    "optimizer": "OPTIMIZER", "train_rois": "TRAIN_ROIS_PER_IMAGE", "pyramid_size": "TOP_DOWN_PYRAMID_SIZE",
+    "backbone_weights": "BACKBONE_WEIGHTS",
+}
+UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
+               "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights")
+# config fields a resumed run may change (a new stage); any other change is refused
+RESUMABLE = {"learning_rate", "batch_size", "LEARNING_RATE", "STEPS_PER_EPOCH", "VALIDATION_STEPS", "AUGMENT",
+             "IMAGES_PER_GPU", "SEED"}
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in MODELS:
-        print(__doc__.strip(), file=sys.stderr)
-        print(f"\nerror: first argument must be one of: {', '.join(MODELS)}", file=sys.stderr)
-        return 2
-    import importlib
+def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
+    """Options of the engine, the same for both models."""
+    parser.add_argument("--data", action="append", required=True, help="data root (repeatable)")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, config, split)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (see above)")
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="folder whose image ids are left out of training and validation (repeatable)")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=epochs, help="epoch to stop at (cumulative)")
+    parser.add_argument("--time-limit", type=float,
+                        help="train for this many seconds (cosine learning rate over the time), then stop")
+    parser.add_argument("--workers", type=int, default=1, help="PyDataset workers")
+    parser.add_argument("--multiprocessing", action="store_true", help="workers are processes, not threads")
+    parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = the backend's choice)")
+    parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
+    parser.add_argument("--export", choices=("best", "last"),
+                        help="checkpoint exported as RUN/model.weights.h5: 'best' by validation loss or 'last'; "
+                             "default 'last' with --time-limit (the learning rate has annealed there), else 'best'")
+    parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
 
-    return importlib.import_module(MODELS[argv[0]]).main(argv[1:])
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    models = parser.add_subparsers(dest="model", required=True, metavar="{unet,mrcnn}")
+
+    unet = models.add_parser("unet", help="the U-Net (body / border / background maps + watershed)")
+    add_run_options(unet, epochs=20)
+    unet.add_argument("--config", help="U-Net config JSON to start from (options below override it)")
+    unet.add_argument("--seed", type=int, default=0)
+    unet.add_argument("--steps-per-epoch", type=int, default=200)
+    unet.add_argument("--augment", default="heavy", help="preprocessing.augment preset (none, light, heavy, ...)")
+    unet.add_argument("--no-balanced", action="store_true", help="sample images uniformly")
+    for field in ("base_filters", "max_filters", "depth", "crop_size", "batch_size"):
+        unet.add_argument("--" + field.replace("_", "-"), type=int)
+    unet.add_argument("--learning-rate", type=float)
+    unet.add_argument("--dropout", type=float)
+    unet.add_argument("--focal-gamma", type=float)
+    unet.add_argument("--normalization", choices=("plain", "clahe"))
+    unet.add_argument("--invert-light-background", action="store_true", default=None)
+    unet.add_argument("--encoder", choices=("plain", "mobilenetv2"))
+    unet.add_argument("--encoder-weights", help="ImageNet encoder weights (.weights.h5)")
+
+    mrcnn = models.add_parser("mrcnn", help="the Mask R-CNN (FPN backbone, RPN, RoIAlign, box and mask heads)")
+    add_run_options(mrcnn, epochs=40)
+    mrcnn.add_argument("--config", default="nucleus",
+                       help="config name (nucleus, tiny, base) or a config JSON file; options below override it")
+    mrcnn.add_argument("--layers", default="all", help="heads, 3+, 4+, 5+, all, or a regex over layer names")
+    mrcnn.add_argument("--init-weights", help="HDF5 weights loaded by layer name before training (heads excluded)")
+    mrcnn.add_argument("--backbone", choices=("mobilenetv2", "resnet50", "resnet101", "tiny"))
+    mrcnn.add_argument("--alpha", type=float, help="MobileNetV2 width multiplier")
+    mrcnn.add_argument("--crop-size", type=int)
+    mrcnn.add_argument("--images-per-gpu", type=int)
+    mrcnn.add_argument("--learning-rate", type=float)
+    mrcnn.add_argument("--steps-per-epoch", type=int)
+    mrcnn.add_argument("--validation-steps", type=int)
+    mrcnn.add_argument("--augment", help="preprocessing.augment preset (none, light, heavy, ...)")
+    mrcnn.add_argument("--normalize", choices=("standardize", "imagenet", "plain", "clahe"),
+                       help="input normalisation (default: the config's; 'imagenet' with --backbone-weights)")
+    mrcnn.add_argument("--backbone-weights", metavar="PATH",
+                       help="ImageNet backbone weights (named-layer file, e.g. weights/mobilenetv2_imagenet."
+                            "weights.h5; mobilenetv2, alpha 1.0); then train --layers heads first, then 4+ or all")
+    mrcnn.add_argument("--optimizer", choices=("SGD", "ADAM"))
+    mrcnn.add_argument("--train-rois", type=int)
+    mrcnn.add_argument("--pyramid-size", type=int)
+    mrcnn.add_argument("--seed", type=int)
+    return parser
+
+
+def resumed_config(saved: Any, changes: dict[str, Any], run_dir: Path) -> Any:
+    """The run's saved config with the changes a new stage may make; others refused."""
+    changed = {name: value for name, value in changes.items() if getattr(saved, name) != value}
+    refused = sorted(name for name in changed if name not in RESUMABLE)
+    if refused:
+        shown = ", ".join(f"{name} ({getattr(saved, name)!r} -> {changed[name]!r})" for name in refused)
+        raise NucleiError(f"--resume cannot change what the run was built with: {shown}; "
+                          "start a new run (another --out) for that", run_dir)
+    if changed:
+        print("resuming with " + ", ".join(f"{name}={value!r}" for name, value in changed.items()))
+    return saved.replace(**changed) if changed else saved
+
+
+def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
+    from tools.engine.tasks import UNetTask
+    from unet.config import UNetConfig
+
+    overrides = {name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}
+    if args.resume and (run_dir / "config.json").is_file():
+        config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)
+    else:
+        base = UNetConfig.load(args.config) if args.config else UNetConfig()
+        config = base.replace(**overrides)
+    if args.steps_per_epoch < 1:
+        raise NucleiError(f"--steps-per-epoch must be >= 1, got {args.steps_per_epoch}")
+    return UNetTask(config, args.steps_per_epoch, args.augment, balanced=not args.no_balanced)
+
+
+def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
+    from mrcnn.config import CONFIGS, Config, config_from_name
+    from tools.engine.distribute import replica_count
+    from tools.engine.tasks import MrcnnTask
+
+    overrides = {field: getattr(args, name) for name, field in MRCNN_FIELDS.items() if getattr(args, name) is not None}
+    if args.resume and (run_dir / "config.json").is_file():
+        config = resumed_config(Config.load(run_dir / "config.json"), overrides, run_dir)
+    else:
+        base = config_from_name(args.config) if args.config in CONFIGS else Config.load(args.config)
+        if args.backbone_weights and args.normalize is None:
+            # the pretrained filters and BN statistics were fit to ImageNet-normalised RGB; with a
+            # frozen backbone ('heads') other input statistics would shift every activation
+            overrides["NORMALIZE"] = "imagenet"
+        if args.multi_gpu:
+            overrides["GPU_COUNT"] = replica_count(True)
+        config = base.replace(**overrides)
+    return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None)
+
+
+def run_training(args: argparse.Namespace) -> int:
+    from tools.engine.distribute import set_threads
+    from tools.engine.trainer import TrainOptions, check_run_folder, train
+
+    run_dir = Path(args.out)
+    check_run_folder(run_dir, args.resume)  # before any model or data is loaded
+    set_threads(args.threads)
+    task = unet_task(args, run_dir) if args.model == "unet" else mrcnn_task(args, run_dir)
+    seed = args.seed if args.seed is not None else task.config.SEED
+    options = TrainOptions(data=list(args.data), exclude=list(args.exclude), val_fraction=args.val_fraction,
+                           seed=seed, epochs=args.epochs, time_limit=args.time_limit, max_images=args.max_images,
+                           workers=args.workers, multiprocessing=args.multiprocessing, multi_gpu=args.multi_gpu,
+                           export=args.export, val_score=not args.no_val_score)
+    if args.model == "mrcnn":
+        print(task.config.display())
+    return train(task, options, run_dir, resume=args.resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser, run_training, argv)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,26 @@
 """U-Net configuration: every field documented, validated when built, saved beside weights.
 
-A trained U-Net on disk is a pair ``NAME.weights.h5`` + ``NAME.json`` (this config),
-so prediction needs only the weights path.
+A trained U-Net on disk is a pair ``NAME.weights.h5`` + ``NAME.json`` (this config, in the
+one JSON format of :class:`preprocessing.settings.Settings`), so prediction needs only the
+weights path.
 """
 
-import dataclasses
-import json
-from pathlib import Path
+from __future__ import annotations
 
-from preprocessing.errors import NucleiError, dataclass_from_dict
+from typing import Any
+
+from preprocessing.errors import NucleiError
+from preprocessing.settings import Settings
 
 # Output channels of the network, in order (softmax over the three).
 CLASSES = ("body", "border", "background")
 
 
-@dataclasses.dataclass
-class UNetConfig:
+class UNetConfig(Settings):
+    """Everything that builds, trains and decodes one U-Net."""
+
+    kind = "unet"
+
     # --- network -------------------------------------------------------------
     # Encoder: 'plain' (conv-BN-ReLU blocks trained from scratch) or 'mobilenetv2'
     # (preprocessing.mobilenetv2's torch-compatible MobileNetV2; ImageNet weights from encoder_weights,
@@ -32,7 +37,7 @@ class UNetConfig:
     dropout: float = 0.1
     # Dilation rates of parallel 3x3 convolutions summed in the bottleneck: more
     # context for crowded and micro nuclei (the seed talk). () = plain bottleneck.
-    bottleneck_dilations: tuple = (1, 2, 4)
+    bottleneck_dilations: tuple[int, ...] = (1, 2, 4)
     # Path of the ImageNet encoder weights (.weights.h5), for encoder='mobilenetv2'.
     encoder_weights: str | None = None
 
@@ -48,7 +53,7 @@ class UNetConfig:
     border_width_factor: float = 0.08
     border_width_max: int = 3
     # Loss weights per class in the cross-entropy (body, border, background).
-    class_weights: tuple = (1.0, 2.0, 0.5)
+    class_weights: tuple[float, ...] = (1.0, 2.0, 0.5)
     # Weight of the soft Dice term on the foreground (body + border).
     dice_weight: float = 1.0
     # Focal-loss gamma (0 = plain cross-entropy): more attention to hard pixels.
@@ -75,12 +80,7 @@ class UNetConfig:
     tile_size: int = 1024
     tile_overlap: int = 64
 
-    def __post_init__(self):
-        self.bottleneck_dilations = tuple(self.bottleneck_dilations)
-        self.class_weights = tuple(self.class_weights)
-        self.validate()
-
-    def validate(self):
+    def validate(self) -> None:
         def fail(message):
             raise NucleiError(f"UNetConfig: {message}")
 
@@ -112,46 +112,22 @@ class UNetConfig:
 
     # --- derived values (computed here only) --------------------------------
     @property
-    def multiple(self):
+    def multiple(self) -> int:
         """Input sides must be multiples of this."""
         return 2 ** self.depth
 
     @property
-    def input_channels(self):
+    def input_channels(self) -> int:
         return 2 if self.normalization == "clahe" else 3
 
-    def level_filters(self):
+    def level_filters(self) -> list[int]:
         """Filters per encoder level, [depth + 1] including the bottleneck."""
         return [min(self.base_filters * 2 ** k, self.max_filters) for k in range(self.depth + 1)]
 
     # --- persistence ---------------------------------------------------------
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, values, source="config"):
-        return dataclass_from_dict(cls, values, "U-Net config", source)
-
-    def save(self, path):
-        from preprocessing.files import save_json_atomic
-
-        save_json_atomic(path, {"model": "unet", "config": self.to_dict()})
-
-    @classmethod
-    def load(cls, path):
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise NucleiError(f"cannot read config: {error}", path) from None
-        if data.get("model") != "unet":
-            raise NucleiError(f"not a U-Net config (model={data.get('model')!r})", path)
-        return cls.from_dict(data["config"], source=path)
-
-
-def config_path_for(weights_path):
-    """The config JSON that belongs to a weights file: X.weights.h5 -> X.json."""
-    weights_path = Path(weights_path)
-    name = weights_path.name
-    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights_path.stem
-    return weights_path.with_name(stem + ".json")
+    def upgrade(cls, document: Any) -> Any:
+        # files written before the one settings format: {"model": "unet", "config": {...}}
+        if isinstance(document, dict) and "kind" not in document and document.get("model") == "unet":
+            return {"kind": "unet", "config": document.get("config")}
+        return document

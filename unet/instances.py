@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from preprocessing.dataset import relabel_consecutive
+from preprocessing.labels import remove_small
 from unet.targets import BACKGROUND, BODY
 
 
@@ -26,17 +26,6 @@ def fill_holes_per_label(labels):
         holes = filled & ~mask & (out[window] == 0)
         out[window][holes] = index
     return out
-
-
-def remove_small(labels, min_size):
-    """Drop nuclei smaller than min_size pixels and renumber 1..N."""
-    if min_size <= 1 or labels.max() == 0:
-        return relabel_consecutive(labels)
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    labels = np.where(small[labels], 0, labels)
-    return relabel_consecutive(labels)
 
 
 def seed_unseeded_blobs(markers, foreground, first_id=None):
@@ -70,12 +59,12 @@ def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_thresh
     body = probabilities[..., BODY]
     foreground = (1.0 - probabilities[..., BACKGROUND]) > foreground_threshold
     seeds, _ = ndimage.label(body > seed_threshold)
-    seeds = remove_small(seeds, min_seed_size)
+    seeds, _ = remove_small(seeds, min_seed_size)
     seeds[~foreground] = 0
     seeds, _ = seed_unseeded_blobs(seeds, foreground)
     labels = watershed(-body, markers=seeds, mask=foreground)
     labels = fill_holes_per_label(labels.astype(np.int32))
-    return remove_small(labels, min_nucleus_size)
+    return remove_small(labels, min_nucleus_size)[0]
 
 
 def labels_from_config(probabilities, config):

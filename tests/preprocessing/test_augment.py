@@ -5,11 +5,14 @@ import pytest
 from scipy import ndimage
 
 from preprocessing.augment import (BLOCKS, GEOMETRIC_BLOCKS, PHOTOMETRIC_BLOCKS, PRESETS, Augmenter, Pipeline,
-                                   block, clean_labels, copy_nuclei, drop_border_remnants, preset_pipeline,
-                                   random_crop)
+                                   ScaleAspect, block, clean_labels, copy_nuclei, drop_border_remnants,
+                                   from_stains, grey_to_he, hed_jitter, invert_light_background,
+                                   preset_pipeline, random_crop, recolour, restain, to_stains)
 from preprocessing.dataset import relabel_consecutive
 from preprocessing.errors import NucleiError
+from preprocessing.image_types import classify_image
 from preprocessing.imgaug_compat import iaa
+from preprocessing.normalize import is_light_background
 
 # imgaug triggers scikit-image deprecation FutureWarnings; imgaug_compat ignores them, but
 # pytest resets warning filters per test
@@ -345,3 +348,151 @@ def test_reseed_behaves_like_a_fresh_augmenter():
         got = reused(image, labels)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+# --- stain and scale robustness ('stain' preset) ------------------------------------------------
+
+def he_image(shape=(64, 80), seed=0):
+    """(uint8 [H, W, 3] H&E-like: dark purple disks on a light lavender background, labels)."""
+    labels = disk_grid(shape, radius=5, spacing=16)
+    rng = np.random.default_rng(seed)
+    stains = np.zeros(shape + (3,))
+    stains[..., 0] = np.where(labels > 0, 0.07, 0.02) + rng.uniform(0, 0.005, shape)
+    stains[..., 1] = np.where(labels > 0, 0.03, 0.005)
+    stains[..., 2] = 0.005
+    return from_stains(stains), labels
+
+
+def grey_fluorescence(shape=(64, 80)):
+    """(uint8 [H, W, 3] grey: bright disks on a dark background, labels)."""
+    labels = disk_grid(shape, radius=5, spacing=16)
+    grey = np.where(labels > 0, 200, 10).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2), labels
+
+
+def channel_spread(image):
+    image = image.astype(int)
+    return (np.abs(image[..., 0] - image[..., 1]).mean() + np.abs(image[..., 1] - image[..., 2]).mean()) / 2
+
+
+def test_stain_transform_round_trips_exactly():
+    image, _ = he_image()
+    np.testing.assert_array_equal(from_stains(to_stains(image)), image)
+    random_colour = textured_image((32, 32))
+    assert np.abs(from_stains(to_stains(random_colour)).astype(int) - random_colour).max() <= 1
+
+
+def test_hed_jitter_changes_stain_colours_but_leaves_grey_images_alone():
+    image, labels = he_image()
+    rng = np.random.default_rng(0)
+    outs = [hed_jitter(image, rng) for _ in range(4)]
+    for out in outs:
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        assert classify_image(out) == "histology"
+        # nuclei stay darker than the background: the stain amounts move, not their order
+        assert out[labels > 0].mean() < out[labels == 0].mean()
+    assert all(np.abs(out.astype(int) - image).mean() > 1 for out in outs)
+    assert not np.array_equal(outs[0], outs[1])
+    grey, _ = grey_fluorescence()
+    np.testing.assert_array_equal(hed_jitter(grey, rng), grey)
+
+
+def test_grey_to_he_makes_bright_nuclei_dark_purple_on_a_light_background():
+    for image, labels in (grey_fluorescence(), light_background_grey()):
+        for seed in range(4):
+            out = grey_to_he(image, np.random.default_rng(seed))
+            assert classify_image(out) == "histology" and is_light_background(out)
+            nuclei, background = out[labels > 0].astype(float), out[labels == 0].astype(float)
+            assert nuclei.mean() < background.mean() - 40  # dark nuclei where they were bright / dark
+            assert nuclei[:, 2].mean() > nuclei[:, 1].mean() + 10  # haematoxylin: blue over green
+            assert background.mean() > 150
+
+
+def light_background_grey(shape=(64, 80)):
+    """(uint8 [H, W, 3] grey brightfield: dark disks on a light background, labels)."""
+    labels = disk_grid(shape, radius=5, spacing=16)
+    grey = np.where(labels > 0, 60, 220).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2), labels
+
+
+def test_restain_gives_other_stains_grey_and_fluorescence_looks():
+    image, labels = he_image()
+    looks = set()
+    for seed in range(12):
+        out = restain(image, np.random.default_rng(seed))
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        if channel_spread(out) < 1:
+            looks.add("fluorescence" if out[labels > 0].mean() > out[labels == 0].mean() else "grey")
+        else:
+            assert not np.array_equal(out, image)
+            looks.add("stain")
+    assert looks == {"stain", "grey", "fluorescence"}
+
+
+def test_recolour_colours_grey_images_and_restains_colour_ones():
+    grey, _ = grey_fluorescence()
+    assert classify_image(recolour(grey, np.random.default_rng(0))) == "histology"
+    image, _ = he_image()
+    assert not np.array_equal(recolour(image, np.random.default_rng(0)), image)
+
+
+def test_invert_light_background_flips_only_light_images():
+    light, labels = light_background_grey()
+    inverted = invert_light_background(light)
+    np.testing.assert_array_equal(inverted, 255 - light)
+    assert inverted[labels > 0].mean() > inverted[labels == 0].mean()  # nuclei now bright
+    dark, _ = grey_fluorescence()
+    np.testing.assert_array_equal(invert_light_background(dark), dark)
+
+
+@pytest.mark.parametrize("name", ["hed_jitter", "recolour", "invert_light"])
+def test_colour_blocks_leave_labels_alone_and_are_seeded(name):
+    image, labels = he_image()
+    pipeline = Pipeline(photometric=[block(name)])
+    first = [Augmenter(pipeline, seed=4)(image, labels) for _ in range(2)]
+    np.testing.assert_array_equal(first[0][0], first[1][0])
+    np.testing.assert_array_equal(first[0][1], labels)
+    if name != "invert_light":  # deterministic: nothing to draw
+        others = [Augmenter(pipeline, seed=seed)(image, labels)[0] for seed in range(5, 9)]
+        assert any(not np.array_equal(other, first[0][0]) for other in others)
+
+
+def test_scale_aspect_keeps_ids_and_bounds_zoom_and_aspect():
+    labels = np.zeros((200, 200), np.int32)
+    labels[80:120, 80:120] = 7  # a 40 x 40 square in the middle: its size shows the zoom
+    labels[10:16, 10:16] = 3
+    augmenter = Augmenter(Pipeline(geometric=[ScaleAspect(zoom=(0.5, 2.0), max_aspect=1.5, order=0)]),
+                          seed=0, relabel=False)
+    aspects = []
+    for _ in range(12):
+        _, out = augmenter(textured_image((200, 200)), labels)
+        assert out.dtype == np.int32 and set(np.unique(out)) <= {0, 3, 7}
+        rows, cols = np.nonzero(out == 7)  # zoom is about the centre: the square is never cut
+        height, width = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert 0.5 * 40 - 2 <= min(height, width) and max(height, width) <= 2 * 40 + 2
+        aspects.append(width / height)
+    assert all(1 / 1.5 - 0.08 <= a <= 1.5 + 0.08 for a in aspects)
+    assert max(aspects) / min(aspects) > 1.1  # the aspect does vary
+
+
+def test_scale_aspect_rejects_bad_ranges():
+    with pytest.raises(NucleiError):
+        ScaleAspect(zoom=(0, 2))
+    with pytest.raises(NucleiError):
+        ScaleAspect(max_aspect=0.9)
+
+
+def test_stain_preset_is_seeded_and_keeps_labels_valid():
+    image, labels = he_image((96, 128))
+    grey, grey_labels = grey_fluorescence((96, 128))
+
+    def run(seed):
+        augmenter = Augmenter("stain", seed=seed)
+        return [augmenter(*pair) for pair in [(image, labels), (grey, grey_labels)] * 3]
+
+    first, again = run(5), run(5)
+    for (image_a, labels_a), (image_b, labels_b) in zip(first, again):
+        np.testing.assert_array_equal(image_a, image_b)
+        np.testing.assert_array_equal(labels_a, labels_b)
+        np.testing.assert_array_equal(np.unique(labels_a), np.arange(labels_a.max() + 1))
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, run(6)))

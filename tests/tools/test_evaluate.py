@@ -9,7 +9,7 @@ import pytest
 
 from preprocessing.dataset import load_dataset
 from preprocessing.errors import NucleiError
-from tools.evaluate import evaluate_labels, evaluate_submission
+from tools.kaggle.scoring import evaluate_labels, evaluate_submission
 from tools.kaggle.rle import labels_to_rles
 from tools.kaggle.submission import write_submission
 

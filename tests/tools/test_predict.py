@@ -73,15 +73,15 @@ class _ThresholdInstances:
 
 
 def test_pipeline_modes_give_valid_label_images(tiny_unet, sample_dataset):
+    from tools.inference.params import InferenceParams
     from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
-    from tools.inference.postprocess import PostprocessConfig
 
     image = sample_dataset.samples[0].image
     dense = DenseModel(tiny_unet[1])
     instance = InstanceModel(_ThresholdInstances())
-    for pipeline in (InferencePipeline(dense, None, tta=4),
-                     InferencePipeline(None, instance, tta=15),
-                     InferencePipeline(dense, instance, tta=2, postprocess_config=PostprocessConfig(dilate=1))):
+    for pipeline in (InferencePipeline(dense, None, InferenceParams(tta=4)),
+                     InferencePipeline(None, instance, InferenceParams(tta=15)),
+                     InferencePipeline(dense, instance, InferenceParams(tta=2, postprocess={"dilate": 1}))):
         labels, scores = pipeline.predict(image)
         assert labels.shape == image.shape[:2] and labels.dtype == np.int32
         assert scores.shape == (labels.max(),)
@@ -91,9 +91,10 @@ def test_pipeline_modes_give_valid_label_images(tiny_unet, sample_dataset):
 
 def test_instance_tta_of_a_flip_invariant_model_equals_single_pass(sample_dataset):
     from tools.kaggle.metric import image_score
+    from tools.inference.params import InferenceParams
     from tools.inference.pipeline import InferencePipeline, InstanceModel
 
     image = sample_dataset.samples[1].image
-    single, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), tta=1).predict(image)
-    eight, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), tta=8).predict(image)
+    single, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), InferenceParams(tta=1)).predict(image)
+    eight, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), InferenceParams(tta=8)).predict(image)
     assert image_score(single, eight)["score"] == 1.0

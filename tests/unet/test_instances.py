@@ -1,7 +1,8 @@
 import numpy as np
 
 from tools.kaggle.metric import image_score
-from unet.instances import fill_holes_per_label, probabilities_to_labels, remove_small, seed_unseeded_blobs
+from preprocessing.labels import remove_small
+from unet.instances import fill_holes_per_label, probabilities_to_labels, seed_unseeded_blobs
 from unet.targets import make_targets
 
 
@@ -42,7 +43,7 @@ def test_fill_holes_and_remove_small():
     labels[10, 10] = 2
     filled = fill_holes_per_label(labels)
     assert filled[4, 4] == 1
-    cleaned = remove_small(filled, 2)
+    cleaned, _ = remove_small(filled, 2)
     assert cleaned.max() == 1 and cleaned[10, 10] == 0
 
 

@@ -1,4 +1,4 @@
-"""Training infrastructure shared by both models: run folders, checkpoints, resume, signals.
+"""The training engine's callbacks and run-folder state: checkpoints, resume, signals, schedules.
 
 A run folder holds:
 
@@ -13,23 +13,24 @@ Every file is written to a temporary name and renamed, so a crash leaves the
 previous version intact.
 """
 
-import contextlib
+from __future__ import annotations
+
 import importlib.util
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import keras
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from preprocessing.files import atomic_path, save_json_atomic, save_weights_atomic
+from preprocessing.files import atomic_target, save_json_atomic, save_weights_atomic
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(NucleiError):
     """Training ended early for a reason the user must see (NaN loss)."""
 
 
@@ -53,9 +54,8 @@ def resume_state(run_dir):
 
 
 def save_optimizer(optimizer, path):
-    tmp = atomic_path(path).with_suffix(".npz")
-    np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
-    os.replace(tmp, path)
+    with atomic_target(path, suffix=".npz") as tmp:
+        np.savez(tmp, *[keras.ops.convert_to_numpy(v) for v in optimizer.variables])
 
 
 def load_optimizer(optimizer, model, path):
@@ -64,8 +64,12 @@ def load_optimizer(optimizer, model, path):
     if not path.is_file():
         return False
     optimizer.build(model.trainable_variables)
-    with np.load(path) as data:
-        values = [data[f"arr_{k}"] for k in range(len(data.files))]
+    try:
+        with np.load(path) as data:
+            values = [data[f"arr_{k}"] for k in range(len(data.files))]
+    except Exception as error:  # zipfile / numpy raise many kinds for a truncated file
+        raise NucleiError(f"optimizer state is unreadable ({type(error).__name__}: {error}); delete it to "
+                          "resume with a fresh optimizer state", path) from None
     if len(values) != len(optimizer.variables):
         return False  # a different optimizer or model: start its state afresh
     for variable, value in zip(optimizer.variables, values):
@@ -212,47 +216,3 @@ def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, sch
     elif schedule is not None:
         callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
     return callbacks
-
-
-def get_strategy(multi_gpu=False):
-    """A tf.distribute strategy: MirroredStrategy over all GPUs (or logical CPUs when
-    no GPU is present and several CPU devices are configured) when ``multi_gpu``, else
-    the default one. Under a non-TensorFlow Keras backend a no-op stand-in."""
-    if keras.backend.backend() != "tensorflow":
-        if multi_gpu:
-            raise NucleiError("--multi-gpu needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
-        return _NoStrategy()
-    import tensorflow as tf
-
-    if not multi_gpu:
-        return tf.distribute.get_strategy()
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if not devices:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if len(devices) < 2:
-        raise NucleiError(f"--multi-gpu asked for, but only {len(devices)} device(s) found")
-    return tf.distribute.MirroredStrategy(devices)
-
-
-class _NoStrategy:
-    num_replicas_in_sync = 1
-
-    def scope(self):
-        return contextlib.nullcontext()
-
-
-def run_training_cli(build_parser, train, argv=None):
-    """The shared ``main`` of the training commands: parse, train, and turn user errors
-    (NucleiError, TrainingStopped) into one line on stderr and exit status 2."""
-    import logging
-    import sys
-    import warnings
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    args = build_parser().parse_args(argv)
-    try:
-        return train(args)
-    except (NucleiError, TrainingStopped) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2

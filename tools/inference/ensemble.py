@@ -17,22 +17,24 @@ their exact outlines (28x28 masks pasted into boxes); the U-Net is the reverse. 
 Pure numpy / scikit-image; inputs are plain arrays, so any pair of models fits.
 """
 
-import dataclasses
+from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from preprocessing.errors import NucleiError, dataclass_from_dict
-from tools.inference.postprocess import compact
+from preprocessing.errors import NucleiError
+from preprocessing.labels import compact, mean_over_labels
+from preprocessing.settings import Settings
 from unet.instances import seed_unseeded_blobs
 
 BODY, BORDER, BACKGROUND = 0, 1, 2
 
 
-@dataclasses.dataclass
-class EnsembleConfig:
+class EnsembleConfig(Settings):
     """Thresholds of the ensemble (tuned on the validation split with tools.tune)."""
+
+    kind = "ensemble"
 
     foreground_threshold: float = 0.5
     seed_threshold: float = 0.7
@@ -43,32 +45,16 @@ class EnsembleConfig:
     add_unet_nuclei: bool = True
     unet_score_factor: float = 0.8
 
-    def __post_init__(self):
+    def validate(self) -> None:
         for name in ("foreground_threshold", "seed_threshold"):
             if not 0 < getattr(self, name) < 1:
                 raise NucleiError(f"ensemble {name} must be in (0, 1), got {getattr(self, name)}")
         if not 0 <= self.mrcnn_weight < 1:
             raise NucleiError(f"ensemble mrcnn_weight must be in [0, 1), got {self.mrcnn_weight}")
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values):
-        return dataclass_from_dict(cls, values, "ensemble")
-
-
-def mean_over_labels(labels, values):
-    """float32 [N]: mean of ``values`` [H, W] over each id 1..N of ``labels`` [H, W]."""
-    n = int(labels.max()) if labels.size else 0
-    if n == 0:
-        return np.zeros(0, np.float32)
-    sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=n + 1)
-    counts = np.bincount(labels.ravel(), minlength=n + 1)
-    return (sums[1:] / np.maximum(counts[1:], 1)).astype(np.float32)
-
-
-def ensemble_instances(probabilities, mrcnn_labels, mrcnn_scores, config=None):
+def ensemble_instances(probabilities: np.ndarray, mrcnn_labels: np.ndarray, mrcnn_scores: np.ndarray,
+                       config: EnsembleConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Combine U-Net probability maps with Mask R-CNN instances.
 
     Args:

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from tools.inference.postprocess import compact
+from preprocessing.labels import compact
 
 
 def _instances(predictions):

@@ -10,18 +10,21 @@ background only.
 order minimum score -> fill holes -> closing -> minimum size -> maximum count -> dilation.
 """
 
-import dataclasses
+from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import expand_labels
 
-from preprocessing.errors import NucleiError, dataclass_from_dict
+from preprocessing.errors import NucleiError
+from preprocessing.labels import compact, remove_small
+from preprocessing.settings import Settings
 
 
-@dataclasses.dataclass
-class PostprocessConfig:
+class PostprocessConfig(Settings):
     """Which post-processing steps run (all off by default) and their sizes."""
+
+    kind = "postprocess"
 
     # Grow every nucleus by this many pixels into background (0 = off); contested
     # pixels go to the nearest nucleus, so nuclei never grow into each other.
@@ -38,7 +41,7 @@ class PostprocessConfig:
     # Keep at most this many nuclei, the highest scores (or largest without scores); 0 = no limit.
     max_count: int = 0
 
-    def __post_init__(self):
+    def validate(self) -> None:
         for name in ("dilate", "closing", "min_size", "max_count"):
             value = getattr(self, name)
             if int(value) != value or value < 0:
@@ -49,16 +52,6 @@ class PostprocessConfig:
             raise NucleiError(f"post-processing min_score must be in [0, 1), got {self.min_score}")
         self.min_score = float(self.min_score)
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        return dataclass_from_dict(cls, values, "post-processing")
-
-    def is_identity(self):
-        return self == PostprocessConfig()
-
 
 def _scores_or_none(scores, count):
     if scores is None:
@@ -66,21 +59,6 @@ def _scores_or_none(scores, count):
     scores = np.asarray(scores, np.float32)
     assert scores.shape == (count,), f"scores {scores.shape} do not match {count} nuclei"
     return scores
-
-
-def compact(labels, scores=None):
-    """Renumber ids to 1..N in increasing order of old id; scores follow their nuclei.
-
-    labels: int [H, W] with any ids (gaps allowed); scores: float [max id] or None.
-    Returns (labels int32 [H, W], scores float32 [N] or None).
-    """
-    labels = np.asarray(labels)
-    high = int(labels.max()) if labels.size else 0
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=high + 1)[1:]) + 1
-    lookup = np.zeros(high + 1, np.int32)
-    lookup[present] = np.arange(1, present.size + 1, dtype=np.int32)
-    new_scores = None if scores is None else np.asarray(scores, np.float32)[present - 1]
-    return lookup[labels], new_scores
 
 
 def _disk(radius):
@@ -141,17 +119,6 @@ def dilate(labels, pixels, scores=None):
     if pixels <= 0:
         return labels.astype(np.int32), scores
     return expand_labels(labels, distance=pixels).astype(np.int32), scores
-
-
-def remove_small(labels, min_size, scores=None):
-    """Drop nuclei with fewer than ``min_size`` pixels; renumber 1..N'."""
-    labels = np.asarray(labels)
-    if min_size > 1 and labels.max() > 0:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < min_size
-        small[0] = False
-        labels = np.where(small[labels], 0, labels)
-    return compact(labels, scores)
 
 
 def remove_unsure(labels, min_score, scores=None):

@@ -13,7 +13,7 @@ in memory at a time, plus the [H, W] result.
 
 import numpy as np
 
-from tools.inference.postprocess import compact
+from preprocessing.labels import compact
 from tools.inference.tiling import tile_starts
 
 

@@ -200,13 +200,9 @@ def select_transforms(count_or_names):
 
 def _pad_batch(arrays, multiple):
     """Stack same-shape [h, w, C] arrays, reflect-padded bottom/right to multiples: [B, h', w', C]."""
-    height, width = arrays[0].shape[:2]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    batch = np.stack(arrays).astype(np.float32, copy=False)
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "edge"
-        batch = np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
-    return batch
+    from tools.inference.tiling import pad_to_multiple
+
+    return np.stack([pad_to_multiple(a, multiple)[0] for a in arrays]).astype(np.float32, copy=False)
 
 
 def tta_dense(predict_batch, image, prepare, transforms, multiple, tile_size=1024, tile_overlap=64,

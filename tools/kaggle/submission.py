@@ -122,21 +122,25 @@ def read_submission(path):
     return submission
 
 
-def read_solution(path):
+def read_solution(path, ignored=None):
     """Read a Kaggle solution CSV (the answer key).
 
     Args:
         path: a file with header ``ImageId,EncodedPixels,Height,Width`` and optionally
             ``Usage``; rows with Usage ``Ignored`` are skipped (an image whose rows are
             all ignored is left out).
+        ignored: optional set, filled with the ids of images whose rows are all ignored
+            (a submission's rows for them are skipped, as Kaggle's scorer does).
 
     Returns:
         dict image_id -> SolutionImage(shape=(H, W), rles=[str, ...]); rles is empty
         for an image listed with an empty EncodedPixels (no nuclei).
     """
     solution = {}
+    skipped = set()
     for line, row in _read_rows(path, SOLUTION_COLUMNS, optional=("Usage",)):
         if row.get("Usage", "").lower() == "ignored":
+            skipped.add(row["ImageId"])
             continue
         image_id = row["ImageId"]
         if not image_id:
@@ -154,6 +158,8 @@ def read_solution(path):
                               f"{entry.shape[0]}x{entry.shape[1]} on an earlier line", path)
         if row["EncodedPixels"]:
             entry.rles.append(row["EncodedPixels"])
+    if ignored is not None:
+        ignored |= skipped - set(solution)
     return solution
 
 

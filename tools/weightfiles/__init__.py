@@ -1,0 +1,1 @@
+"""Weight files: torchvision checkpoints converted without torch, float16 storage."""

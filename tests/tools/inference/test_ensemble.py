@@ -18,7 +18,7 @@ def test_nucleus_missed_by_mrcnn_is_added_from_the_unet(sample_dataset):
     mrcnn = np.where(truth == 1, 0, truth)  # Mask R-CNN missed nucleus 1
     mrcnn_ids = np.unique(mrcnn[mrcnn > 0])
     scores = np.full(len(mrcnn_ids), 0.99, np.float32)
-    from preprocessing.dataset import relabel_consecutive
+    from preprocessing.labels import relabel_consecutive
 
     labels, out_scores = ensemble_instances(ideal_probabilities(truth), relabel_consecutive(mrcnn), scores)
     assert len(out_scores) == labels.max()

@@ -5,8 +5,9 @@ import pytest
 from scipy import ndimage
 
 from preprocessing.errors import NucleiError
-from tools.inference.postprocess import (PostprocessConfig, closing, compact, dilate, fill_holes, keep_top, postprocess,
-                               remove_small, remove_unsure)
+from preprocessing.labels import compact, remove_small
+from tools.inference.postprocess import (PostprocessConfig, closing, dilate, fill_holes, keep_top, postprocess,
+                                         remove_unsure)
 
 
 def _touching_pair():

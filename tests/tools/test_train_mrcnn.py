@@ -14,7 +14,8 @@ def test_tiny_run_writes_checkpoints_and_resumes(tmp_path, small_sample_root):
             "--steps-per-epoch", "2", "--validation-steps", "1", "--crop-size", "64",
             "--val-fraction", "0.25", "--no-val-score"]
     assert main(argv) == 0
-    for name in ("config.json", "best.json", "best.weights.h5", "last.weights.h5", "state.json", "log.csv"):
+    for name in ("config.json", "split.json", "options.json", "best.weights.h5", "last.weights.h5", "state.json",
+                 "log.csv", "model.weights.h5", "model.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "state.json").read_text())["epoch"] == 1
     assert main(argv[:-1] + ["--resume", "--epochs", "2", "--no-val-score"]) == 0
@@ -22,23 +23,29 @@ def test_tiny_run_writes_checkpoints_and_resumes(tmp_path, small_sample_root):
     assert main(argv) == 2  # the folder already holds a run and --resume is missing
 
 
+def config_of(argv, run_dir):
+    from tools.train import build_parser, mrcnn_task
+
+    return mrcnn_task(build_parser().parse_args(["mrcnn"] + argv), run_dir).config
+
+
 def test_backbone_weights_flag_sets_config_and_imagenet_input(tmp_path):
-    from tools.train_mrcnn import build_parser, make_config
-
     base = ["--data", str(SAMPLE), "--out", str(tmp_path), "--backbone", "mobilenetv2", "--alpha", "1.0"]
-    config = make_config(build_parser().parse_args(base + ["--backbone-weights", "w.h5"]), tmp_path)
+    config = config_of(base + ["--backbone-weights", "w.h5"], tmp_path)
     assert config.BACKBONE_WEIGHTS == "w.h5" and config.NORMALIZE == "imagenet"
-    config = make_config(build_parser().parse_args(base + ["--backbone-weights", "w.h5", "--normalize",
-                                                           "standardize"]), tmp_path)
+    config = config_of(base + ["--backbone-weights", "w.h5", "--normalize", "standardize"], tmp_path)
     assert config.NORMALIZE == "standardize"
-    assert make_config(build_parser().parse_args(base), tmp_path).BACKBONE_WEIGHTS is None
+    assert config_of(base, tmp_path).BACKBONE_WEIGHTS is None
 
 
-def test_resume_keeps_the_runs_config_but_takes_a_new_learning_rate(tmp_path):
-    from tools.train_mrcnn import build_parser, make_config
+def test_resume_takes_a_new_learning_rate_and_refuses_a_new_architecture(tmp_path):
+    import pytest
+
+    from preprocessing.errors import NucleiError
 
     base = ["--data", str(SAMPLE), "--out", str(tmp_path), "--config", "tiny"]
-    make_config(build_parser().parse_args(base + ["--crop-size", "64"]), tmp_path).save(tmp_path / "config.json")
-    config = make_config(build_parser().parse_args(base + ["--resume", "--crop-size", "128",
-                                                           "--learning-rate", "0.0002"]), tmp_path)
+    config_of(base + ["--crop-size", "64"], tmp_path).save(tmp_path / "config.json")
+    config = config_of(base + ["--resume", "--learning-rate", "0.0002"], tmp_path)
     assert config.IMAGE_CROP_SIZE == 64 and config.LEARNING_RATE == 0.0002
+    with pytest.raises(NucleiError, match="IMAGE_CROP_SIZE"):
+        config_of(base + ["--resume", "--crop-size", "128"], tmp_path)

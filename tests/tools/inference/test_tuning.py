@@ -4,8 +4,8 @@ import numpy as np
 from scipy import ndimage
 
 from preprocessing.split import stratified_split
-from tools.inference.postprocess import PostprocessConfig
-from tools.tune import coordinate_descent, tune, validation_samples
+from tools.inference.params import InferenceParams, load_params, save_params
+from tools.inference.tuning import coordinate_descent, tune, validation_samples
 
 
 def test_coordinate_descent_finds_the_separable_optimum():
@@ -48,13 +48,23 @@ class _ShrunkTruth:
         return eroded, np.ones(int(truth.max()), np.float32)
 
 
-def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset):
+def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset, tmp_path):
     from tools.inference.pipeline import InferencePipeline, InstanceModel
 
     samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:2]
     model = _ShrunkTruth({s.image.shape[:2]: s.labels for s in samples[:1]})
-    pipeline = InferencePipeline(None, InstanceModel(model), tta=1)
-    result = tune(pipeline, samples[:1], rounds=1, progress=False)
-    assert result["postprocess"]["dilate"] >= 1
-    assert result["score"] > result["baseline_score"]
-    PostprocessConfig.from_dict(result["postprocess"])  # predict --params can read it
+    pipeline = InferencePipeline(None, InstanceModel(model), InferenceParams(tta=1))
+    params, report = tune(pipeline, samples[:1], rounds=1, progress=False)
+    assert params.postprocess.dilate >= 1
+    assert report["score"] > report["baseline_score"]
+    save_params(params, tmp_path / "p.json", report)
+    assert load_params(tmp_path / "p.json") == params  # predict --params reads what tune wrote
+
+
+def test_validation_samples_of_a_run_are_its_split_json(sample_root, sample_dataset, tmp_path):
+    from preprocessing.split import save_split
+
+    ids = sorted(s.image_id for s in sample_dataset.samples)
+    save_split(tmp_path / "split.json", ids[2:], ids[:2])
+    val = validation_samples([sample_root], run_dir=tmp_path)
+    assert [s.image_id for s in val] == ids[:2]

@@ -38,14 +38,27 @@ def test_train_then_resume_then_predict(tmp_path, small_sample_root):
     score = json.loads((run / "val_score.json").read_text())
     assert 0.0 <= score["score"] <= 1.0 and len(score["per_image"]) == 2  # one per type
 
-    from unet.predictor import UNetPredictor
-
-    predictor = UNetPredictor.from_path(run / "model.weights.h5")
     from preprocessing.dataset import load_dataset
+    from tools.inference import load_model
 
+    model = load_model(run / "model.weights.h5")  # told a U-Net by its model.json
     image = load_dataset(small_sample_root).samples[0].image
-    labels, scores = predictor.predict(image)
+    labels, scores = model.predict(image)
     assert labels.shape == image.shape[:2] and len(scores) == labels.max()
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["val"]) == sorted(row["id"] for row in score["per_image"])
+
+
+def test_resume_refuses_a_new_architecture_and_epochs_zero_is_one_line(tmp_path, small_sample_root):
+    run = tmp_path / "run"
+    assert run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score").returncode == 0
+    changed = run_train(small_sample_root, "--out", str(run), "--epochs", "2", "--resume", "--depth", "3")
+    assert changed.returncode == 2 and "depth" in changed.stderr and "Traceback" not in changed.stderr
+    zero = run_train(small_sample_root, "--out", str(tmp_path / "other"), "--epochs", "0")
+    assert zero.returncode == 2 and "--epochs" in zero.stderr and "Traceback" not in zero.stderr
+    (tmp_path / "file").write_text("x")
+    on_file = run_train(small_sample_root, "--out", str(tmp_path / "file"), "--epochs", "1")
+    assert on_file.returncode == 2 and "is a file" in on_file.stderr and "Traceback" not in on_file.stderr
 
 
 def test_bad_data_folder_is_a_clear_error(tmp_path):

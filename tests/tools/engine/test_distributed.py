@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = textwrap.dedent("""
     import os
@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     from mrcnn.data import MrcnnDataset
     from mrcnn.model import MaskRCNN
     from preprocessing.dataset import Sample
-    from tools.engine.callbacks import get_strategy
+    from tools.engine.distribute import get_strategy
 
     strategy = get_strategy(multi_gpu=True)
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync

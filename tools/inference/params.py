@@ -1,0 +1,115 @@
+"""One object for every inference choice: TTA, U-Net thresholds, ensemble, merging, post-processing.
+
+:class:`InferenceParams` is what ``python -m tools.tune`` writes, what ``python -m tools.predict``
+reads (``--params``, or ``X.params.json`` shipped beside ``X.weights.h5``), and what training's
+final validation uses (the defaults). On disk::
+
+    {"kind": "inference_params",
+     "config": {"tta": 1, "thresholds": {...}, "ensemble": {...}, "merge": {...}, "postprocess": {...}},
+     "tuning": {...}}            # optional: how and on what the values were chosen
+
+Empty ``thresholds`` mean the U-Net config's own watershed thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from preprocessing.errors import NucleiError
+from preprocessing.settings import Settings, read_json
+from tools.inference.ensemble import EnsembleConfig
+from tools.inference.postprocess import PostprocessConfig
+
+# U-Net watershed fields (unet.config.UNetConfig) that inference parameters may override.
+THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size")
+MAX_TTA = 15  # transforms in tools.inference.tta
+
+
+class MergeConfig(Settings):
+    """How instance predictions of TTA variants are merged (tools.inference.merge)."""
+
+    kind = "merge"
+
+    # Instances of different variants whose IoU reaches this form one cluster.
+    cluster_iou: float = 0.5
+    # A cluster becomes a nucleus when at least this share of the variants found it.
+    min_agreement: float = 0.5
+    # A pixel belongs to the merged nucleus when this share of the cluster's members cover it.
+    pixel_vote: float = 0.5
+
+    def validate(self) -> None:
+        for name in ("cluster_iou", "min_agreement", "pixel_vote"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise NucleiError(f"merge {name} must be a number in (0, 1], got {value!r}")
+
+
+class InferenceParams(Settings):
+    """Every choice made at inference time, validated when built."""
+
+    kind = "inference_params"
+
+    # Test-time transforms, 1 (single pass) .. 15 (all of tools.inference.tta).
+    tta: int = 1
+    # U-Net watershed overrides (names in THRESHOLD_FIELDS); empty: the model config's values.
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    # U-Net + Mask R-CNN ensemble (used when both models run).
+    ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
+    # Merging of instance predictions over TTA variants (Mask R-CNN).
+    merge: MergeConfig = dataclasses.field(default_factory=MergeConfig)
+    # Post-processing of the final label image.
+    postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+
+    def validate(self) -> None:
+        if isinstance(self.tta, bool) or not isinstance(self.tta, int) or not 1 <= self.tta <= MAX_TTA:
+            raise NucleiError(f"inference tta must be a whole number 1..{MAX_TTA}, got {self.tta!r}")
+        if not isinstance(self.thresholds, dict):
+            raise NucleiError(f"inference thresholds must be an object, got {self.thresholds!r}")
+        unknown = set(self.thresholds) - set(THRESHOLD_FIELDS)
+        if unknown:
+            raise NucleiError(f"unknown inference thresholds: {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(THRESHOLD_FIELDS)})")
+        for name, value in self.thresholds.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise NucleiError(f"inference threshold {name} must be a number, got {value!r}")
+        for name, cls in (("ensemble", EnsembleConfig), ("merge", MergeConfig), ("postprocess", PostprocessConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, cls.from_dict(value))
+            elif not isinstance(value, cls):
+                raise NucleiError(f"inference {name} must be an object, got {value!r}")
+
+    @classmethod
+    def upgrade(cls, document: Any) -> Any:
+        # files written before the one settings format held the fields at the top level
+        if isinstance(document, dict) and "kind" not in document:
+            config = {name: document[name] for name in cls.field_names() if name in document}
+            if config.get("thresholds") is None:
+                config.pop("thresholds", None)
+            tuning = {k: v for k, v in document.items() if k not in config}
+            return {"kind": cls.kind, "config": config, "tuning": tuning}
+        return document
+
+    def with_overrides(self, tta: int | None = None, postprocess: dict[str, Any] | None = None) -> "InferenceParams":
+        """A copy with command-line choices applied: ``tta`` and post-processing fields (None: keep)."""
+        changes: dict[str, Any] = {}
+        if tta is not None:
+            changes["tta"] = tta
+        post = {k: v for k, v in (postprocess or {}).items() if v is not None}
+        if post:
+            changes["postprocess"] = {**self.postprocess.to_dict(), **post}
+        return self.replace(**changes) if changes else self
+
+
+def load_params(path: str | Path) -> InferenceParams:
+    """Read an inference-parameters file; every problem names the file."""
+    return InferenceParams.from_document(read_json(path), path)
+
+
+def save_params(params: InferenceParams, path: str | Path, tuning: dict[str, Any] | None = None) -> None:
+    """Write ``params`` (and how they were chosen) atomically."""
+    from preprocessing.files import save_json_atomic
+
+    save_json_atomic(path, {"kind": params.kind, "config": params.to_dict(), "tuning": tuning or {}})
