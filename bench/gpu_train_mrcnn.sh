@@ -53,8 +53,8 @@ cp runs/gpu_mrcnn/config.json runs/gpu_mrcnn/model.json runs/gpu_mrcnn/split.jso
 # few, small files come back: logs in one archive, the weights in 15 MB parts (cat them together)
 tar czf "$OUT/logs.tgz" "$LOGS"
 if [ ! -f runs/gpu_mrcnn/model.weights.h5 ] && [ -f runs/gpu_mrcnn/last.weights.h5 ]; then  # cut off: export the last epoch
-  python3 -c "from mrcnn.config import Config; from tools.train_mrcnn import export_model; \
-export_model('runs/gpu_mrcnn/last.weights.h5', Config.load('runs/gpu_mrcnn/config.json'), 'runs/gpu_mrcnn/model')"
+  python3 -c "from pathlib import Path; from mrcnn.config import Config; from tools.engine.tasks import MrcnnTask; \
+MrcnnTask(Config.load('runs/gpu_mrcnn/config.json')).export(Path('runs/gpu_mrcnn/last.weights.h5'), Path('runs/gpu_mrcnn/model'))"
 fi
 if [ -f runs/gpu_mrcnn/model.weights.h5 ]; then
   split -b 15M runs/gpu_mrcnn/model.weights.h5 "$OUT/mrcnn.weights.h5.part_"

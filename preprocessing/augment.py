@@ -25,9 +25,11 @@ one id per nucleus) and returns both augmented. Steps, in order:
    one nucleus (rare; splitting would need a connected-components pass per call).
 
 Presets: 'none', 'light', 'heavy' (what the shipped models were trained with; unchanged)
-and 'stain' = 'heavy' plus the stain blocks and a stronger zoom (0.5..2, aspect ratio up to
-1.5, one warp with the rotation), for held-out acquisitions whose stain and
-magnification training never saw.
+and 'stain', for held-out acquisitions whose stain and magnification training never saw:
+'heavy' with recolouring, HED jitter and light-background inversion in place of the random
+colour map, channel shuffle and plain inversion, and with its zoom (x and y independent in
+0.5..2, aspect up to 4) replaced by ScaleAspect (log-uniform 0.5..2, aspect at most 1.5,
+applied more often: 0.8 instead of 0.7).
 
 Randomness: one ``np.random.default_rng(seed)`` per Augmenter; it seeds imgaug and
 drives nucleus copy, so the same seed and the same calls give the same outputs.
@@ -86,13 +88,13 @@ def _grey_to_random_colour(images, random_state, parents, hooks):
 _LOG_ADJUST = np.log(1e-6)
 
 
-def to_stains(image):
+def to_stains(image: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] RGB -> float64 [H, W, 3] haematoxylin, eosin, DAB concentrations."""
     rgb = np.maximum(image.astype(np.float64) * (1 / 255), 1e-6)
     return (np.log(rgb) / _LOG_ADJUST) @ hed_from_rgb
 
 
-def from_stains(stains, rgb_from_stains=rgb_from_hed):
+def from_stains(stains: np.ndarray, rgb_from_stains: np.ndarray = rgb_from_hed) -> np.ndarray:
     """float [H, W, 3] concentrations -> uint8 [H, W, 3] RGB, through the 3x3 stain matrix
     (rows: the RGB optical density of one unit of each stain)."""
     rgb = np.exp((stains @ rgb_from_stains) * _LOG_ADJUST)
@@ -110,7 +112,7 @@ def _stretch(values, low_percentile=1.0, high_percentile=99.8):
     return np.clip((values - low) / max(high - low, 1e-6), 0, 1).astype(np.float32)
 
 
-def hed_jitter(image, rng, scale=0.25, shift=0.02):
+def hed_jitter(image: np.ndarray, rng: np.random.Generator, scale: float = 0.25, shift: float = 0.02) -> np.ndarray:
     """Stain jitter in the style of Tellez et al. 2018: each of the H, E, D concentrations
     c becomes c * U(1 - scale, 1 + scale) + U(-shift, shift).
 
@@ -126,7 +128,7 @@ def hed_jitter(image, rng, scale=0.25, shift=0.02):
     return from_stains(to_stains(image) * alpha + beta)
 
 
-def grey_to_he(image, rng):
+def grey_to_he(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A grey image rendered as H&E: dark purple nuclei on a light pink / yellowish background.
 
     The amount of haematoxylin follows intensity: bright = nucleus on a dark background
@@ -146,7 +148,7 @@ def grey_to_he(image, rng):
     return from_stains(stains)
 
 
-def restain(image, rng):
+def restain(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A colour (stained) image shown as another stain, as grey, or as fluorescence.
 
     One of, with equal chance: the same concentrations through randomly perturbed stain
@@ -167,12 +169,12 @@ def restain(image, rng):
     return from_stains(stains, vectors)
 
 
-def recolour(image, rng):
+def recolour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """grey_to_he for grey images, restain for colour ones: uint8 [H, W, 3] -> same."""
     return grey_to_he(image, rng) if _is_grey(image) else restain(image, rng)
 
 
-def invert_light_background(image):
+def invert_light_background(image: np.ndarray) -> np.ndarray:
     """255 - image when the image has a light background (LAB lightness, as
     preprocessing.normalize decides), else the image unchanged: uint8 [H, W, 3]."""
     return 255 - image if is_light_background(image) else image

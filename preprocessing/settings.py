@@ -50,6 +50,15 @@ class Settings:
                 setattr(cls, name, dataclasses.field(default_factory=lambda v=value: copy.deepcopy(v)))
         cls.__annotations__ = annotations
         dataclasses.dataclass(cls)
+        generated_init, names = cls.__init__, set(cls.field_names())
+
+        def __init__(self, *args: Any, **values: Any) -> None:
+            unknown = set(values) - names
+            if unknown:  # a NucleiError naming the field, not a TypeError
+                raise NucleiError(f"unknown {type(self).kind} fields: {', '.join(sorted(unknown))}")
+            generated_init(self, *args, **values)
+
+        cls.__init__ = __init__
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -55,7 +55,21 @@ def test_switch_gives_the_advertised_channels(mode):
     image = low_contrast_image((24, 40))
     out = normalize(image, mode)
     assert out.shape == (24, 40, channels_for(mode)) and out.dtype == np.float32
-    assert out.min() >= 0 and out.max() <= 1
+    if mode in ("plain", "clahe"):
+        assert out.min() >= 0 and out.max() <= 1
+    else:  # standardised: centred on zero
+        assert out.min() < 0 < out.max() and abs(float(out.mean())) < 1.5
+
+
+def test_imagenet_and_standardize_modes_compute_their_formulas():
+    from preprocessing.normalize import IMAGENET_MEAN, IMAGENET_STD
+
+    image = low_contrast_image((8, 8))
+    expected = (image / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(normalize(image, "imagenet"), expected, atol=1e-5)
+    x = image.astype(np.float64)
+    expected = (x - x.mean(axis=(0, 1))) / np.maximum(x.std(axis=(0, 1)), 5.0)
+    np.testing.assert_allclose(normalize(image, "standardize"), expected, atol=1e-4)
 
 
 def test_switch_matches_the_named_functions():

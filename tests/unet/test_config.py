@@ -1,7 +1,8 @@
 import pytest
 
 from preprocessing.errors import NucleiError
-from unet.config import UNetConfig, config_path_for
+from preprocessing.settings import config_path_for
+from unet.config import UNetConfig
 
 
 def test_defaults_validate_and_derive():

@@ -64,7 +64,7 @@ class InferenceParams(Settings):
 
     def validate(self) -> None:
         if isinstance(self.tta, bool) or not isinstance(self.tta, int) or not 1 <= self.tta <= MAX_TTA:
-            raise NucleiError(f"inference tta must be a whole number 1..{MAX_TTA}, got {self.tta!r}")
+            raise NucleiError(f"tta (--tta) must be a whole number 1..{MAX_TTA}, got {self.tta!r}")
         if not isinstance(self.thresholds, dict):
             raise NucleiError(f"inference thresholds must be an object, got {self.thresholds!r}")
         unknown = set(self.thresholds) - set(THRESHOLD_FIELDS)
