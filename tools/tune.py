@@ -9,8 +9,16 @@ Usage::
 The validation images are the ones training held out: the ids of ``--run RUN_DIR/split.json``,
 or the same ``preprocessing.split.stratified_split`` over ``--data`` with the same
 ``--val-fraction`` and ``--seed`` as ``python -m tools.train`` (defaults 0.1 and 0).
-Training images are never scored. The search is :mod:`tools.inference.tuning`'s; the result is
-a parameters file that ``python -m tools.predict --params params.json`` reads.
+Training images are never scored.
+
+Validation images are grouped into acquisition domains (``--domains auto``: computed from
+every labelled image of ``--data`` with preprocessing.domains; or a file from
+bench/domains.py). The search maximises the domain-balanced mean (each domain weighs the
+same), then a leave-one-domain-out check tunes on all domains but one and scores the one
+left out, for each domain: a tuned setting that does not beat the defaults there is not
+written — the defaults are (``--keep-tuned`` writes it anyway). The search is
+:mod:`tools.inference.tuning`'s; the result is a parameters file that
+``python -m tools.predict --params params.json`` reads.
 """
 
 import argparse
@@ -38,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2, help="coordinate-descent passes (default 2)")
     parser.add_argument("--run", metavar="RUN_DIR",
                         help="training run folder: score exactly the validation ids of its split.json")
+    parser.add_argument("--domains", default="auto", metavar="FILE|auto|none",
+                        help="acquisition domains of the images: 'auto' (default), a file from "
+                             "bench/domains.py, or 'none' (plain mean, no cross-domain check)")
+    parser.add_argument("--space", choices=("small", "full"), default="small",
+                        help="parameters searched: 'small' (few: main thresholds, min size, min score, "
+                             "closing; default) or 'full' (every knob)")
+    parser.add_argument("--keep-tuned", action="store_true",
+                        help="write the tuned setting even when it loses to the defaults on held-out domains")
     parser.add_argument("--out", required=True, help="parameters JSON for tools.predict --params")
     return parser
 
@@ -45,20 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
 def run_tuning(args: argparse.Namespace) -> int:
     from tools.inference.models import build_pipeline
     from tools.inference.params import InferenceParams, save_params
-    from tools.inference.tuning import tune, validation_samples
+    from tools.inference.tuning import tune, validation_set
 
     model = "ensemble" if args.ensemble else args.model
     pipeline = build_pipeline(model, weights=args.weights, unet_weights=args.unet_weights,
                               mrcnn_weights=args.mrcnn_weights, params=InferenceParams(tta=args.tta))
-    samples = validation_samples(args.data, args.val_fraction, args.seed, args.max_images, args.exclude, args.run)
-    print(f"tuning on {len(samples)} validation images (val_fraction={args.val_fraction}, seed={args.seed})")
+    domain_source = None if args.domains == "none" else args.domains
+    samples, domains = validation_set(args.data, args.val_fraction, args.seed, args.max_images, args.exclude,
+                                      args.run, domains=domain_source)
+    named = f", {len(set(domains.values()))} domains" if domains else ""
+    print(f"tuning on {len(samples)} validation images{named} (val_fraction={args.val_fraction}, seed={args.seed})")
     started = time.time()
-    params, report = tune(pipeline, samples, args.rounds)
+    params, report = tune(pipeline, samples, args.rounds, domains=domains, space=args.space,
+                          keep_tuned=args.keep_tuned)
+    kept_anyway = args.keep_tuned and not report["accepted"]
     report.update(model=model, val_ids=[s.image_id for s in samples], seconds=time.time() - started,
-                  command="python -m tools.tune " + " ".join(sys.argv[1:]))
+                  domains=domains, command="python -m tools.tune " + " ".join(sys.argv[1:]))
     save_params(params, args.out, report)
-    print(f"validation score: {report['baseline_score']:.4f} with defaults -> {report['score']:.4f} tuned "
-          f"({report['evaluations']} settings tried)")
+    print(_summary(report, kept_anyway))
     if params.thresholds:
         print("thresholds: " + ", ".join(f"{k}={v}" for k, v in params.thresholds.items()))
     if model == "ensemble":
@@ -66,6 +86,23 @@ def run_tuning(args: argparse.Namespace) -> int:
     print("postprocess: " + ", ".join(f"{k}={v}" for k, v in params.postprocess.to_dict().items()))
     print(f"parameters: {args.out} (use: python -m tools.predict --params {args.out} ...)")
     return 0
+
+
+def _summary(report: dict, kept_anyway: bool) -> str:
+    """The lines that say what was found and whether it held on unseen domains."""
+    lines = [f"validation {report['objective']}: {report['baseline_score']:.4f} with defaults -> "
+             f"{report['tuned_score']:.4f} tuned ({report['evaluations']} settings tried, space {report['space']})"]
+    cross = report["cross_domain"]
+    if cross is not None:
+        lines.append(f"held-out domains (leave one domain out, {cross['folds']} folds): "
+                     f"tuned {cross['tuned']:.4f} vs defaults {cross['default']:.4f}")
+        for name, row in cross["per_domain"].items():
+            lines.append(f"  {name:24s} {row['images']:4d} images  tuned {row['tuned']:.4f}  default {row['default']:.4f}")
+        if kept_anyway:
+            lines.append("the tuned setting loses to the defaults on held-out domains; written anyway (--keep-tuned)")
+        elif not report["accepted"]:
+            lines.append("the tuned setting loses to the defaults on held-out domains: writing the defaults")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,3 +136,35 @@ def test_overlapping_true_masks_warn_and_keep_earlier(tmp_path):
     result = evaluate_submission(submission, solution_path=solution)
     assert result["score"] == 1.0  # truth becomes pixels 1-4 and 5-6
     assert any("true masks overlap" in warning for warning in result["warnings"])
+
+
+def test_domains_give_per_domain_scores_counts_and_balanced_mean(sample_files, tmp_path):
+    from preprocessing.domains import save_domains
+    from tools.evaluate import main
+
+    ids = sample_files["ids"]
+    # one image predicted as nothing: its domain scores 0, the other domain 1
+    samples = load_dataset(SAMPLE).samples
+    write_submission(tmp_path / "sub.csv",
+                     [(s.image_id, s.labels if s.image_id != ids[0] else np.zeros_like(s.labels)) for s in samples])
+    save_domains(tmp_path / "domains.json", {i: ("lonely" if i == ids[0] else "rest") for i in ids[1:] + ids[:1]})
+    out = tmp_path / "scores.json"
+    assert main([str(tmp_path / "sub.csv"), "--solution", str(sample_files["solution"]),
+                 "--domains", str(tmp_path / "domains.json"), "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["per_domain"]["lonely"]["score"] == 0.0
+    assert document["per_domain"]["rest"]["score"] == 1.0
+    assert document["per_domain"]["lonely"]["n_pred"] == 0
+    assert document["per_domain"]["lonely"]["n_true"] == int(samples[0].labels.max())
+    assert document["balanced_score"] == 0.5
+    assert document["score"] == pytest.approx((len(ids) - 1) / len(ids))
+
+
+def test_domains_file_that_is_not_one_exits_2(sample_files, tmp_path, capsys):
+    from tools.evaluate import main
+
+    (tmp_path / "bad.json").write_text("{\"x\": 1}")
+    assert main([str(sample_files["submission"]), "--solution", str(sample_files["solution"]),
+                 "--domains", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json" in err[0]

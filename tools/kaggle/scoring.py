@@ -137,6 +137,32 @@ def evaluate_submission(submission_path: str | Path, solution_path: str | Path |
     return result
 
 
+def add_domains(result: dict[str, Any], domains: dict[str, str]) -> dict[str, Any]:
+    """Add per-domain figures to a dataset_score result (in place, and returned).
+
+    Args:
+        result: dict of :func:`tools.kaggle.metric.dataset_score`.
+        domains: {image_id: acquisition domain} (preprocessing.domains); images it lacks
+            count under 'unassigned'.
+
+    Adds 'per_domain': {domain: {'images', 'score', 'n_true', 'n_pred'}} (sorted by name)
+    and 'balanced_score': the mean of the per-domain scores, each domain weighing the same.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for row in result["per_image"]:
+        name = domains.get(str(row["id"]), "unassigned")
+        entry = rows.setdefault(name, {"images": 0, "scores": [], "n_true": 0, "n_pred": 0})
+        entry["images"] += 1
+        entry["scores"].append(row["score"])
+        entry["n_true"] += int(row["n_true"])
+        entry["n_pred"] += int(row["n_pred"])
+    per_domain = {name: {"images": e["images"], "score": sum(e["scores"]) / len(e["scores"]),
+                         "n_true": e["n_true"], "n_pred": e["n_pred"]} for name, e in sorted(rows.items())}
+    result["per_domain"] = per_domain
+    result["balanced_score"] = (sum(r["score"] for r in per_domain.values()) / len(per_domain)) if per_domain else 0.0
+    return result
+
+
 def format_report(result: dict[str, Any], worst: int = WORST_IMAGES_SHOWN) -> str:
     """The printed report (text) of a dataset_score result; its last line is 'score: x.xxxx'."""
     per_image = result["per_image"]
@@ -158,6 +184,11 @@ def format_report(result: dict[str, Any], worst: int = WORST_IMAGES_SHOWN) -> st
         for image_type, score in result["per_type"].items():
             count = sum(1 for r in per_image if r["type"] == image_type)
             lines.append(f"  {image_type:12s}  {count:4d} images  {score:.4f}")
+    if result.get("per_domain"):
+        lines += ["", "per domain:                  images   score  true nuclei  predicted"]
+        for name, row in result["per_domain"].items():
+            lines.append(f"  {name:26s} {row['images']:6d}  {row['score']:.4f}  {row['n_true']:11d}  {row['n_pred']:9d}")
+        lines.append(f"domain-balanced score: {result['balanced_score']:.4f}")
     lines += ["", f"score: {result['score']:.4f}"]
     return "\n".join(lines)
 
@@ -174,6 +205,8 @@ def result_json(result: dict[str, Any]) -> str:
         "per_image": result["per_image"],
         "per_type": result["per_type"],
         "missing": result["missing"],
+        "per_domain": result.get("per_domain"),
+        "balanced_score": result.get("balanced_score"),
         "warnings": result.get("warnings", []),
     }
     return json.dumps(document, indent=2) + "\n"

@@ -68,3 +68,69 @@ def test_validation_samples_of_a_run_are_its_split_json(sample_root, sample_data
     save_split(tmp_path / "split.json", ids[2:], ids[:2])
     val = validation_samples([sample_root], run_dir=tmp_path)
     assert [s.image_id for s in val] == ids[:2]
+
+
+class _TruthByImage:
+    """A stand-in instance model: the true nuclei of each image, eroded by one pixel where asked."""
+
+    def __init__(self, samples, eroded_ids):
+        self.truth = {s.image.tobytes(): (s.labels, s.image_id in eroded_ids) for s in samples}
+
+    def predict(self, image):
+        truth, erode = self.truth[image.tobytes()]
+        out = truth.copy()
+        if erode:
+            out = np.zeros_like(truth)
+            for index, window in enumerate(ndimage.find_objects(truth), start=1):
+                if window is not None:
+                    out[window][ndimage.binary_erosion(truth[window] == index)] = index
+        return out, np.ones(int(truth.max()), np.float32)
+
+
+def _two_domain_pipeline(sample_dataset, eroded_domains):
+    from tools.inference.pipeline import InferencePipeline, InstanceModel
+
+    samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:4]
+    domains = {s.image_id: ("a" if k < 2 else "b") for k, s in enumerate(samples)}
+    eroded = {i for i, d in domains.items() if d in eroded_domains}
+    pipeline = InferencePipeline(None, InstanceModel(_TruthByImage(samples, eroded)), InferenceParams(tta=1))
+    return pipeline, samples, domains
+
+
+def test_objective_weighs_every_domain_the_same():
+    from tools.inference.tuning import objective
+
+    scores = {"x1": 1.0, "x2": 1.0, "x3": 1.0, "y1": 0.0}
+    domains = {"x1": "x", "x2": "x", "x3": "x", "y1": "y"}
+    assert objective(scores) == 0.75
+    assert objective(scores, domains) == 0.5
+
+
+def test_tuned_setting_that_helps_one_domain_only_is_not_kept(sample_dataset):
+    # Domain a's nuclei come out eroded (dilation helps), domain b's exact (dilation hurts):
+    # tuned on either domain alone, the setting loses on the other, so the defaults stay.
+    pipeline, samples, domains = _two_domain_pipeline(sample_dataset, {"a"})
+    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains)
+    cross = report["cross_domain"]
+    assert cross["folds"] == 2 and set(cross["per_domain"]) == {"a", "b"}
+    assert cross["per_domain"]["b"]["tuned"] < cross["per_domain"]["b"]["default"]
+    assert not report["accepted"]
+    assert params.postprocess.dilate == 0
+    assert report["objective"] == "domain-balanced mean"
+
+
+def test_tuned_setting_that_helps_every_domain_is_kept(sample_dataset):
+    pipeline, samples, domains = _two_domain_pipeline(sample_dataset, {"a", "b"})
+    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains)
+    assert report["accepted"] and params.postprocess.dilate >= 1
+    assert report["cross_domain"]["tuned"] > report["cross_domain"]["default"]
+    assert set(report["per_domain"]) == {"a", "b"}
+
+
+def test_small_search_space_has_fewer_free_parameters():
+    from tools.inference.tuning import search_space
+
+    for kind in ("unet", "ensemble", "mrcnn"):
+        small, full = search_space(kind, "small"), search_space(kind, "full")
+        assert sum(map(len, small)) < sum(map(len, full))
+        assert set(small[0]) <= set(full[0]) and set(small[1]) <= set(full[1])
