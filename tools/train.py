@@ -29,7 +29,7 @@ MRCNN_FIELDS = {
     "images_per_gpu": "IMAGES_PER_GPU", "learning_rate": "LEARNING_RATE", "steps_per_epoch": "STEPS_PER_EPOCH",
     "validation_steps": "VALIDATION_STEPS", "augment": "AUGMENT", "normalize": "NORMALIZE", "seed": "SEED",
     "optimizer": "OPTIMIZER", "train_rois": "TRAIN_ROIS_PER_IMAGE", "pyramid_size": "TOP_DOWN_PYRAMID_SIZE",
-    "backbone_weights": "BACKBONE_WEIGHTS",
+    "backbone_weights": "BACKBONE_WEIGHTS", "invert_light_background": "INVERT_LIGHT_BACKGROUND",
 }
 UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
                "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights")
@@ -58,6 +58,12 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
                         help="checkpoint exported as RUN/model.weights.h5: 'best' by validation loss or 'last'; "
                              "default 'last' with --time-limit (the learning rate has annealed there), else 'best'")
     parser.add_argument("--no-val-score", action="store_true", help="skip the final DSB scoring")
+    parser.add_argument("--holdout-domains", metavar="auto|NAME,NAME",
+                        help="validate on whole acquisition domains instead of a stratified split: 'auto' "
+                             "(one colour and one grey domain, preprocessing.domains.default_holdout) or names")
+    parser.add_argument("--warm-start", metavar="WEIGHTS",
+                        help="start from these weights (same architecture: pass its config with --config), "
+                             "e.g. weights/unet.weights.h5 with --config weights/unet.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     mrcnn.add_argument("--backbone-weights", metavar="PATH",
                        help="ImageNet backbone weights (named-layer file, e.g. weights/mobilenetv2_imagenet."
                             "weights.h5; mobilenetv2, alpha 1.0); then train --layers heads first, then 4+ or all")
+    mrcnn.add_argument("--invert-light-background", action="store_true", default=None,
+                       help="invert light-background images so nuclei are always bright (as the U-Net's option)")
     mrcnn.add_argument("--optimizer", choices=("SGD", "ADAM"))
     mrcnn.add_argument("--train-rois", type=int)
     mrcnn.add_argument("--pyramid-size", type=int)
@@ -161,14 +169,17 @@ def run_training(args: argparse.Namespace) -> int:
     from tools.engine.trainer import TrainOptions, check_run_folder, train
 
     run_dir = Path(args.out)
-    check_run_folder(run_dir, args.resume)  # before any model or data is loaded
     set_threads(args.threads)
     task = unet_task(args, run_dir) if args.model == "unet" else mrcnn_task(args, run_dir)
     seed = args.seed if args.seed is not None else task.config.SEED
+    # options are validated (e.g. --epochs 0) before anything is written
     options = TrainOptions(data=list(args.data), exclude=list(args.exclude), val_fraction=args.val_fraction,
                            seed=seed, epochs=args.epochs, time_limit=args.time_limit, max_images=args.max_images,
                            workers=args.workers, multiprocessing=args.multiprocessing, multi_gpu=args.multi_gpu,
-                           export=args.export, val_score=not args.no_val_score)
+                           export=args.export, val_score=not args.no_val_score,
+                           holdout_domains=args.holdout_domains.split(",") if args.holdout_domains else None,
+                           warm_start=args.warm_start)
+    check_run_folder(run_dir, args.resume, quiet=True)  # before any model or data is loaded (train() says it)
     if args.model == "mrcnn":
         print(task.config.display())
     return train(task, options, run_dir, resume=args.resume)

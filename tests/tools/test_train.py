@@ -84,3 +84,26 @@ sys.exit(main(["unet", "--data", {str(small_sample_root)!r}, "--out", {str(tmp_p
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
+
+
+def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):
+    first = tmp_path / "first"
+    assert run_train(small_sample_root, "--out", str(first), "--epochs", "1", "--no-val-score").returncode == 0
+    run = tmp_path / "held"
+    held = run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score",
+                     "--holdout-domains", "auto", "--warm-start", str(first / "model.weights.h5"),
+                     "--config", str(first / "model.json"))
+    assert held.returncode == 0, held.stderr[-2000:]
+    assert "warm start from" in held.stdout and "domain hold-out: validating on" in held.stdout
+    split = json.loads((run / "split.json").read_text())
+    about = split.get("about", split)
+    assert about["rule"] == "preprocessing.domains.domain_holdout_split"
+    assert split["val"] and split["train"] and set(about["domains"]) == set(split["val"])
+    assert set(about["domains"].values()) <= set(about["holdout"])
+
+    missing = run_train(small_sample_root, "--out", str(tmp_path / "m"), "--epochs", "1",
+                        "--warm-start", str(tmp_path / "nope.weights.h5"))
+    assert missing.returncode == 2 and "nope.weights.h5" in missing.stderr and "Traceback" not in missing.stderr
+    other = run_train(small_sample_root, "--out", str(tmp_path / "o"), "--epochs", "1", "--depth", "3",
+                      "--warm-start", str(first / "model.weights.h5"))
+    assert other.returncode == 2 and "does not fit" in other.stderr and "Traceback" not in other.stderr

@@ -53,6 +53,10 @@ class TrainOptions(Settings):
     multi_gpu: bool = False  # tf.distribute.MirroredStrategy over all GPUs
     export: str | None = None  # 'best' or 'last' checkpoint exported; None: 'last' with time_limit, else 'best'
     val_score: bool = True  # score the exported model on the validation images (DSB metric)
+    # Domain hold-out: validate on whole acquisition domains (preprocessing.domains) training never
+    # sees, which is what unseen data looks like; ['auto'] = preprocessing.domains.default_holdout.
+    holdout_domains: list | None = None
+    warm_start: str | None = None  # weights file (same architecture) loaded before the first step
 
     def validate(self) -> None:
         if not self.data:
@@ -67,16 +71,20 @@ class TrainOptions(Settings):
             raise NucleiError(f"--workers must be >= 1, got {self.workers}")
         if self.export not in (None, "best", "last"):
             raise NucleiError(f"--export must be 'best' or 'last', got {self.export!r}")
+        if self.holdout_domains is not None and not self.holdout_domains:
+            raise NucleiError("--holdout-domains needs 'auto' or domain names")
 
 
-def check_run_folder(run_dir: Path, resume: bool) -> None:
-    """Refuse an --out that cannot hold a run, before anything is loaded."""
+def check_run_folder(run_dir: Path, resume: bool, quiet: bool = False) -> None:
+    """Refuse an --out that cannot hold a run, before anything is loaded.
+
+    ``--resume`` on a folder without a run says so (unless ``quiet``) and starts one."""
     if run_dir.exists() and not run_dir.is_dir():
         raise NucleiError("--out is a file, expected a run folder", run_dir)
     if (run_dir / "state.json").exists() and not resume:
         raise NucleiError("run folder already holds a run; pass --resume to continue it or choose another --out",
                           run_dir)
-    if resume and not (run_dir / "state.json").exists():
+    if resume and not (run_dir / "state.json").exists() and not quiet:
         print(f"--resume: {run_dir} holds no run yet; starting a new one")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +104,18 @@ def split_samples(samples: list, options: TrainOptions, run_dir: Path) -> tuple[
         if missing:
             raise NucleiError(f"{len(missing)} image(s) of the run's split are not in --data "
                               f"(first: {missing[0]})", run_dir / "split.json")
+    elif options.holdout_domains:
+        from preprocessing.domains import assign_domains, default_holdout, domain_holdout_split, image_features
+
+        domains = assign_domains({s.image_id: image_features(s.image, s.labels) for s in samples})
+        held = default_holdout(domains) if options.holdout_domains == ["auto"] else list(options.holdout_domains)
+        if not held:
+            raise NucleiError("no domain to hold out: the data has too few acquisition domains", options.data[0])
+        train_ids, val_ids = domain_holdout_split([s.image_id for s in samples], domains, held)
+        print(f"domain hold-out: validating on {', '.join(held)} ({len(val_ids)} images)")
+        save_split(run_dir / "split.json", train_ids, val_ids,
+                   {"rule": "preprocessing.domains.domain_holdout_split", "holdout": held,
+                    "domains": {i: domains[i] for i in val_ids}})
     else:
         train_ids, val_ids = stratified_split([s.image_id for s in samples], [s.image_type for s in samples],
                                               options.val_fraction, options.seed)
@@ -112,7 +132,9 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
 
     run_dir = Path(run_dir)
     check_run_folder(run_dir, resume)
-    remove_stale_temporaries(run_dir)
+    stale = remove_stale_temporaries(run_dir)  # left by a run killed mid-write (kill -9, power loss)
+    if stale:
+        print(f"removed {stale} temporary file(s) left in {run_dir} by an interrupted run")
     task.config.save(run_dir / "config.json")
     options.save(run_dir / "options.json")
     keras.utils.set_random_seed(options.seed)
@@ -132,6 +154,9 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
         train_data.set_epoch(initial_epoch)
     with get_strategy(options.multi_gpu).scope():
         model = task.build(**({"fresh": last_weights is None} if task.name == "mrcnn" else {}))
+        if last_weights is None and options.warm_start:
+            _load_checkpoint(model, Path(options.warm_start), "--warm-start weights")
+            print(f"warm start from {options.warm_start}")
         if last_weights is not None:
             _load_checkpoint(model, last_weights)
             restored = load_optimizer(model.optimizer, model, run_dir / "last.optimizer.npz")
@@ -146,11 +171,13 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
     return finish(task, options, run_dir, val_samples)
 
 
-def _load_checkpoint(model: keras.Model, path: Path) -> None:
+def _load_checkpoint(model: keras.Model, path: Path, what: str = "checkpoint") -> None:
+    if not path.is_file():
+        raise NucleiError(f"{what} not found", path)
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py / Keras raise many kinds for a truncated or foreign file
-        raise NucleiError(f"checkpoint is unreadable or does not fit this model "
+        raise NucleiError(f"{what} is unreadable or does not fit this model "
                           f"({str(error).splitlines()[0][:200]})", path) from None
 
 
