@@ -61,6 +61,9 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--holdout-domains", metavar="auto|NAME,NAME",
                         help="validate on whole acquisition domains instead of a stratified split: 'auto' "
                              "(one colour and one grey domain, preprocessing.domains.default_holdout) or names")
+    parser.add_argument("--split", metavar="SPLIT.json",
+                        help="train and validate on the ids of this split file (another run's split.json, or "
+                             "weights/split.json: the shipped models'); ids absent from --data are skipped")
     parser.add_argument("--warm-start", metavar="WEIGHTS",
                         help="start from these weights (same architecture: pass its config with --config), "
                              "e.g. weights/unet.weights.h5 with --config weights/unet.json")
@@ -178,7 +181,7 @@ def run_training(args: argparse.Namespace) -> int:
                            workers=args.workers, multiprocessing=args.multiprocessing, multi_gpu=args.multi_gpu,
                            export=args.export, val_score=not args.no_val_score,
                            holdout_domains=args.holdout_domains.split(",") if args.holdout_domains else None,
-                           warm_start=args.warm_start)
+                           warm_start=args.warm_start, split_file=args.split)
     check_run_folder(run_dir, args.resume, quiet=True)  # before any model or data is loaded (train() says it)
     if args.model == "mrcnn":
         print(task.config.display())

@@ -107,3 +107,15 @@ def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):
     other = run_train(small_sample_root, "--out", str(tmp_path / "o"), "--epochs", "1", "--depth", "3",
                       "--warm-start", str(first / "model.weights.h5"))
     assert other.returncode == 2 and "does not fit" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_split_file_gives_the_same_train_and_validation_ids(tmp_path, small_sample_root):
+    ids = sorted(p.name for p in small_sample_root.iterdir())
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"train": ids[1:] + ["not-in-data"], "val": ids[:1]}))
+    run = tmp_path / "run"
+    done = run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score", "--split", str(given))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 listed ids are not in --data" in done.stdout
+    split = json.loads((run / "split.json").read_text())
+    assert split["train"] == ids[1:] and split["val"] == ids[:1]

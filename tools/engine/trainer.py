@@ -57,6 +57,9 @@ class TrainOptions(Settings):
     # sees, which is what unseen data looks like; ['auto'] = preprocessing.domains.default_holdout.
     holdout_domains: list | None = None
     warm_start: str | None = None  # weights file (same architecture) loaded before the first step
+    # split.json of another run (e.g. weights/split.json, the shipped models' split): train and
+    # validate on the same ids, so a new model and an old one are compared on images neither saw
+    split_file: str | None = None
 
     def validate(self) -> None:
         if not self.data:
@@ -73,6 +76,8 @@ class TrainOptions(Settings):
             raise NucleiError(f"--export must be 'best' or 'last', got {self.export!r}")
         if self.holdout_domains is not None and not self.holdout_domains:
             raise NucleiError("--holdout-domains needs 'auto' or domain names")
+        if self.holdout_domains and self.split_file:
+            raise NucleiError("give --split or --holdout-domains, not both")
 
 
 def check_run_folder(run_dir: Path, resume: bool, quiet: bool = False) -> None:
@@ -104,6 +109,20 @@ def split_samples(samples: list, options: TrainOptions, run_dir: Path) -> tuple[
         if missing:
             raise NucleiError(f"{len(missing)} image(s) of the run's split are not in --data "
                               f"(first: {missing[0]})", run_dir / "split.json")
+    elif options.split_file:
+        given = read_split(options.split_file)
+        if given is None:
+            raise NucleiError("split file not found", options.split_file)
+        known = {s.image_id for s in samples}
+        train_ids, val_ids = [i for i in given[0] if i in known], [i for i in given[1] if i in known]
+        absent = len(given[0]) + len(given[1]) - len(train_ids) - len(val_ids)
+        unlisted = len(known - set(given[0]) - set(given[1]))
+        print(f"split from {options.split_file}: {len(train_ids)} train, {len(val_ids)} validation images"
+              + (f"; {absent} listed ids are not in --data" if absent else "")
+              + (f"; {unlisted} images of --data are in neither list and left out" if unlisted else ""))
+        if not val_ids and options.val_fraction > 0:
+            raise NucleiError("no validation image of this split file is in --data", options.split_file)
+        save_split(run_dir / "split.json", train_ids, val_ids, {"rule": "given", "source": str(options.split_file)})
     elif options.holdout_domains:
         from preprocessing.domains import assign_domains, default_holdout, domain_holdout_split, image_features
 
