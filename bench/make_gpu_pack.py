@@ -6,6 +6,7 @@ PNG per id) takes 46 MB; images over 10 KB are then stored as JPEG (quality 95) 
 that at least halves them (with a 30 KB threshold the pack was 25 MB). Labels stay lossless.
 
 Usage: python bench/make_gpu_pack.py [--data ../shared/dsb2018/stage1_train] [--out .gpu/stage1_train_labels]
+       python bench/make_gpu_pack.py --wheels .whl    (the wheels the GPU machine lacks, for Python 3.12)
 (``.gpu/`` is git-ignored; name it in the device tool's ``carry``.)
 """
 
@@ -39,11 +40,35 @@ def jpeg_large_images(root, min_bytes=10_000, quality=95):
     return converted
 
 
+# What the GPU machines (PyTorch + JAX, no TensorFlow) lack to run the project, pure wheels or
+# manylinux builds for their Python 3.12; installed there without dependencies.
+GPU_WHEELS = ("keras", "namex", "optree", "imgaug==0.4.0", "shapely")
+
+
+def download_wheels(folder):
+    """pip download GPU_WHEELS (binary, Python 3.12, no dependencies) into ``folder``."""
+    import subprocess
+
+    import keras
+
+    # the Keras this machine trains and tests with, so weights written there load here
+    wanted = [f"keras=={keras.__version__}" if name == "keras" else name for name in GPU_WHEELS]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+                    "--python-version", "3.12", "--platform", "manylinux2014_x86_64", "--platform", "any",
+                    "-d", str(folder), *wanted], check=True)
+    total = sum(p.stat().st_size for p in Path(folder).glob("*.whl"))
+    print(f"wheels -> {folder}: {total / 1e6:.1f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheels", metavar="DIR", help="download the GPU machine's wheels into DIR and stop")
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "dsb2018" / "stage1_train"))
     parser.add_argument("--out", default=".gpu/stage1_train_labels")
     args = parser.parse_args()
+    if args.wheels:
+        download_wheels(args.wheels)
+        return
     samples = load_training_samples([args.data], [str(SAMPLE)], None, 0)
     save_labels_layout(samples, args.out)
     converted = jpeg_large_images(args.out)
