@@ -168,8 +168,29 @@ def map_images(fn, inputs, output_shapes, output_dtypes):
     return tuple(ops.stack([r[j] for r in results], axis=0) for j in range(len(output_shapes)))
 
 
+def take_rows(x, index):
+    """``x`` [B, N, ...], ``index`` int [B, K] -> [B, K, ...]: rows ``index[b]`` of each ``x[b]``.
+
+    On TensorFlow one batched gather: Keras's ``take_along_axis`` transposes int64 indices, which
+    oneDNN answers with an E-level log line ("oneDNN supports DT_INT64 only ...").
+    """
+    if is_tensorflow():
+        import tensorflow as tf
+
+        return tf.gather(x, ops.cast(index, "int32"), batch_dims=1)
+    trailing = tuple(x.shape[2:])
+    full = ops.reshape(index, tuple(ops.shape(index)) + (1,) * len(trailing))
+    if trailing:
+        full = ops.broadcast_to(full, tuple(ops.shape(index)) + trailing)
+    return ops.take_along_axis(x, full, axis=1)
+
+
 def take_class(params, class_ids):
     """``params`` [B, R, C, ...] -> [B, R, ...], the entry of each row's class ``class_ids`` int [B, R]."""
+    if is_tensorflow():  # one batched gather (see take_rows)
+        import tensorflow as tf
+
+        return tf.gather(params, ops.cast(class_ids, "int32"), axis=2, batch_dims=2)
     index = ops.cast(class_ids, "int32")[:, :, None]
     trailing = tuple(params.shape[3:])
     for _ in trailing:

@@ -36,7 +36,7 @@ class ProposalLayer(keras.layers.Layer):
         else:
             k = min(self.pre_nms_limit, anchors_count)
         top_scores, ix = ops.top_k(scores, k=k, sorted=True)
-        top_deltas = ops.take_along_axis(deltas, ix[:, :, None], axis=1)
+        top_deltas = backend_ops.take_rows(deltas, ix)
         top_anchors = ops.take(anchors, ix, axis=0)
         boxes = graph_boxes.decode(top_deltas, top_anchors, self.rpn_bbox_std_dev)
         boxes = graph_boxes.clip(boxes, image_size[0], image_size[1])

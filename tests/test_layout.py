@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"train", "predict", "evaluate", "tune", "demo", "convert_weights", "half_weights"}
+COMMANDS = {"train", "predict", "evaluate", "tune", "demo", "export", "convert_weights", "half_weights"}
 FLOORS = {"preprocessing": set(), "unet": {"preprocessing"}, "mrcnn": {"preprocessing"},
           "tools": {"preprocessing", "unet", "mrcnn"}}
 

@@ -1,9 +1,10 @@
-"""Commands (``python -m tools.X``: train, predict, evaluate, tune, demo, convert_weights,
-half_weights) on top of the model-independent library below them:
+"""Commands (``python -m tools.X``: train, predict, evaluate, tune, demo, export, convert_weights,
+half_weights; their shared main is tools.cli, with tools.quiet and tools.progress) on top of the
+model-independent library below them:
 
     tools.kaggle       rle, metric, submission, scoring
     tools.inference    params, models (load_model), pipeline, tta, tiling, merge, postprocess,
-                       ensemble, overlay, contact_sheet, folder, tuning
+                       ensemble, overlay, contact_sheet, folder, tuning, export
     tools.engine       the training loop of both models: trainer, tasks, callbacks, distribute
     tools.weightfiles  torchvision checkpoint conversion, float16 storage
 

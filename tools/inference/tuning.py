@@ -307,11 +307,9 @@ def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, d
         unknown = [s.image_id for s in samples if s.image_id not in domains]
         if unknown:
             raise NucleiError(f"{len(unknown)} validation images have no domain, e.g. {unknown[0]}")
-    iterator = samples
-    if progress:
-        from tqdm import tqdm
+    from tools.progress import progress as progress_bar
 
-        iterator = tqdm(samples, desc="validation images", unit="img", disable=None)
+    iterator = progress_bar(samples, desc="validation images") if progress else samples
     cached = {}
     for sample in iterator:  # the networks run here only
         probabilities = pipeline.probabilities(sample.image) if dense is not None else None

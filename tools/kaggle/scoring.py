@@ -54,12 +54,10 @@ def evaluate_labels(pred: dict, true: dict, types: dict | None = None) -> dict[s
 def score_pipeline(predictor: Any, samples: Iterable, progress: bool = False) -> dict[str, Any]:
     """DSB score of ``predictor.predict(image) -> (labels, scores)`` on labelled samples
     (full images); the dict of :func:`tools.kaggle.metric.dataset_score` with per-type means."""
-    samples = list(samples)
-    iterator = samples
-    if progress:
-        from tqdm import tqdm
+    from tools.progress import progress as progress_bar
 
-        iterator = tqdm(samples, desc="scoring", unit="img", disable=None)
+    samples = list(samples)
+    iterator = progress_bar(samples, desc="scoring") if progress else samples
     pairs = [(sample.image_id, sample.labels, predictor.predict(sample.image)[0]) for sample in iterator]
     return dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
 
@@ -127,7 +125,9 @@ def evaluate_submission(submission_path: str | Path, solution_path: str | Path |
                 rles, true_labels.shape, f"{submission_path}, image {image_id}")
             yield image_id, true_labels, pred_labels
 
-    result = dataset_score(triples(), types)
+    from tools.progress import progress as progress_bar
+
+    result = dataset_score(progress_bar(triples(), desc="scoring", total=len(shapes)), types)
     if result["missing"]:
         missing = result["missing"]
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
