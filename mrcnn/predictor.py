@@ -19,6 +19,12 @@ from mrcnn.paste import detections_to_labels
 from preprocessing.errors import NucleiError
 from preprocessing.settings import config_path_for
 
+# Working memory of one inference per input pixel (bytes), by backbone: measured on the
+# shipped MobileNetV2 model (bench/bench_memory.py: ~200 B/px at 2048 px), others estimated.
+ACTIVATION_BYTES_PER_PIXEL = {"mobilenetv2": 250, "tiny": 100, "resnet50": 700, "resnet101": 900}
+# Resident memory of a loaded Mask R-CNN beyond the runtime (weights, traced graph), MB.
+RESIDENT_MB = 850
+
 
 class MrcnnPredictor:
     """Wraps a built :class:`mrcnn.model.MaskRCNN`.
@@ -28,9 +34,16 @@ class MrcnnPredictor:
     the pixel.
     """
 
+    resident_mb = RESIDENT_MB
+
     def __init__(self, model: MaskRCNN):
         self.model = model
         self.config = model.config
+
+    @property
+    def activation_bytes_per_pixel(self) -> float:
+        """Estimated working memory of one inference per input pixel (bytes)."""
+        return float(ACTIVATION_BYTES_PER_PIXEL.get(getattr(self.config, "BACKBONE", ""), 700))
 
     @classmethod
     def from_path(cls, weights_path: str | Path, config_path: str | Path | None = None,

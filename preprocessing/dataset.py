@@ -3,20 +3,24 @@
 Layouts understood by :func:`load_dataset` (detected per image folder):
 
 * Kaggle: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/masks/*.png``, one binary
-  PNG per nucleus (0 = background, anything else = nucleus).
+  PNG per nucleus (background its lowest value, 0 as a rule; nucleus its highest).
+  A mask is refused when it is a JPEG (lossy: edges turn into grey levels) or covers
+  more than half of its image (inverted: nuclei must be the bright pixels); a mask of
+  more than two values is thresholded at half its maximum, with a warning naming it.
 * Labels: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/labels/<id>.png``, one
   16-bit instance label image (0 = background, 1..N); the compact form written by
   :func:`save_labels_layout`, fast to read.
 * Flat: image files directly in ``<root>`` (no masks): ``<root>/<id>.<ext>``.
 
 Every image comes out as ``uint8 [H, W, 3]`` whatever it was on disk (grey, RGB, RGBA
-with alpha dropped, palette, 16-bit or float rescaled linearly from its own range,
-TIFF). Every mask set comes out as one instance label image ``int32 [H, W]``.
+with alpha dropped, palette, TIFF; 16-bit, 32-bit or float images rescaled linearly
+between the 0.1 and 99.9 percentiles of their own values and clipped, so a few hot
+pixels cannot darken the rest). Every mask set comes out as one instance label image
+``int32 [H, W]``.
 """
 
 import dataclasses
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -30,6 +34,14 @@ from preprocessing.labels import relabel_consecutive
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Mask files in these formats are refused: lossy compression blurs a mask's edges.
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+# A nucleus mask covering more than this share of its image is taken for an inverted one.
+MAX_MASK_FRACTION = 0.5
+# Images of more than 8 bits are scaled between these percentiles of their own values.
+ROBUST_PERCENTILES = (0.1, 99.9)
+# Percentiles of larger images are taken on an evenly strided subset of this many values.
+PERCENTILE_SAMPLE = 1 << 22
 
 
 @dataclasses.dataclass
@@ -77,21 +89,47 @@ class Dataset:
         return {s.image_id: s for s in self.samples}
 
 
+def robust_range(array: np.ndarray) -> tuple[float, float]:
+    """(low, high) of a numeric array: its 0.1 and 99.9 percentiles (ROBUST_PERCENTILES).
+
+    When those coincide (a nearly constant image, or sparse bright nuclei on a flat
+    background) the full min..max is returned instead. Pure; exact for integers of up to
+    16 bits (a histogram), a strided subset of PERCENTILE_SAMPLE values otherwise.
+    """
+    flat = array.ravel()
+    low_q, high_q = (q / 100.0 for q in ROBUST_PERCENTILES)
+    if np.issubdtype(array.dtype, np.integer) and array.dtype.itemsize <= 2:
+        offset = int(flat.min())
+        counts = np.bincount((flat.astype(np.int64) - offset) if offset else flat)
+        cumulative = np.cumsum(counts)
+        n = cumulative[-1]
+        low = offset + int(np.searchsorted(cumulative, low_q * n, side="right"))
+        high = offset + int(np.searchsorted(cumulative, high_q * n, side="left"))
+        lowest, highest = offset, offset + counts.size - 1
+    else:
+        step = max(1, flat.size // PERCENTILE_SAMPLE)
+        low, high = (float(v) for v in np.percentile(flat[::step], ROBUST_PERCENTILES))
+        lowest, highest = float(flat.min()), float(flat.max())
+    if high <= low:
+        return float(lowest), float(highest)
+    return float(low), float(high)
+
+
 def _to_uint8(array, path):
-    """Rescale any numeric image to uint8 linearly over its own range (no clipping)."""
+    """Rescale any numeric image to uint8 linearly between its robust range (robust_range), clipped."""
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise NucleiError(f"unsupported pixel type {array.dtype}", path)
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)):
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise NucleiError("image contains NaN or infinite pixels", path)
-    low, high = array.min(), array.max()
+    low, high = robust_range(array)
     if high <= low:
         return np.zeros(array.shape, np.uint8)
-    return np.round((array - low) * (255.0 / (high - low))).astype(np.uint8)
+    scaled = (array.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
+    return np.round(np.clip(scaled, 0, 255, out=scaled), out=scaled).astype(np.uint8)
 
 
 def _to_rgb(array, path):
@@ -166,23 +204,63 @@ def read_label_image(path, shape=None):
     return relabel_consecutive(array.astype(np.int64))
 
 
+def mask_foreground(mask: np.ndarray, path: str | Path, notes: list | None = None) -> np.ndarray:
+    """One nucleus' mask as stored ([H, W] or [H, W, C], any integer type) -> bool [H, W].
+
+    Binary masks: foreground is the higher of the two values (so a background of 1, not
+    0, is fine). A mask of more than two values (resampled, or lossy-saved) is thresholded
+    at half its maximum, with a warning naming the file (and a note in ``notes``). A mask
+    covering more than MAX_MASK_FRACTION of the image, or one value everywhere but 0, is
+    refused as inverted (NucleiError naming the file).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask[..., :3].max(axis=2) if mask.shape[2] != 2 else mask[..., 0]
+    if mask.dtype == bool:
+        foreground = mask
+    else:
+        lowest, highest = mask.min(), mask.max()
+        if lowest == highest:
+            if highest == 0:
+                return np.zeros(mask.shape, bool)
+            raise NucleiError(f"mask is {highest} everywhere (covers the whole image): inverted or blank? "
+                              "A mask must be 0 (background) around its nucleus", path)
+        others = np.count_nonzero((mask != lowest) & (mask != highest))
+        if others == 0:
+            foreground = mask == highest
+        else:
+            threshold = float(highest) / 2
+            levels = len(np.unique(mask))
+            _note(notes, path, f"mask is not binary ({levels} values, {others} pixels neither background nor "
+                               f"nucleus): thresholded at half its maximum (> {threshold:g})")
+            foreground = mask > threshold
+    fraction = float(np.count_nonzero(foreground)) / max(foreground.size, 1)
+    if fraction > MAX_MASK_FRACTION:
+        raise NucleiError(f"mask covers {fraction:.0%} of its image (more than {MAX_MASK_FRACTION:.0%}): "
+                          "inverted? Nuclei must be the nonzero pixels on a 0 background", path)
+    return foreground
+
+
 def read_masks(mask_dir, shape, notes=None):
     """Combine Kaggle's one-PNG-per-nucleus masks into int32 [H, W] labels.
 
     Masks are taken in sorted file-name order and numbered 1..N. Empty masks are
     skipped; where masks overlap the earlier mask keeps the pixel. Both are reported
-    with a warning and appended to ``notes`` as (path, note).
+    with a warning and appended to ``notes`` as (path, note). JPEG, inverted and
+    wrong-size masks raise NucleiError naming the file (see :func:`mask_foreground`).
     """
     mask_dir = Path(mask_dir)
     labels = np.zeros(shape, np.int32)
     next_id = 1
     for mask_path in sorted(p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        if mask_path.suffix.lower() in LOSSY_EXTENSIONS:
+            raise NucleiError("mask is a JPEG: lossy compression blurs its edges into grey levels; "
+                              "save masks losslessly (PNG, TIFF or BMP)", mask_path)
         mask = read_array(mask_path)
-        if mask.ndim == 3:
-            mask = mask[..., :3].max(axis=2) if mask.shape[2] != 2 else mask[..., 0]
-        if mask.shape != tuple(shape):
+        mask_shape = mask.shape[:2] if mask.ndim == 3 else mask.shape
+        if mask.ndim not in (2, 3) or tuple(mask_shape) != tuple(shape):
             raise NucleiError(f"mask is {mask.shape}, its image is {tuple(shape)}", mask_path)
-        mask = mask > 0
+        mask = mask_foreground(mask, mask_path, notes)
         if not mask.any():
             _note(notes, mask_path, "empty mask skipped")
             continue
@@ -300,11 +378,12 @@ def save_labels_layout(samples, out_root):
 
 
 def write_png(path, array):
-    """Write uint8 or uint16 [H, W] / uint8 [H, W, 3] as PNG atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Write uint8 or uint16 [H, W] / uint8 [H, W, 3] as PNG atomically (temp file + rename;
+    a failed or interrupted write leaves the previous file, or none, never half a PNG)."""
+    from preprocessing.files import atomic_target
+
+    with atomic_target(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def iter_images(root):

@@ -1,7 +1,9 @@
 """Atomic file writes: a crash, Ctrl-C or kill -9 never leaves a half-written output.
 
 Every writer goes through a temporary sibling (same folder, so ``os.replace`` is atomic)
-and removes it again when writing fails.
+and removes it again when writing fails. A writer killed outright (kill -9, power loss)
+cannot remove it: temporaries are named ``.<name>.partial.<random><suffix>`` so that
+:func:`remove_stale_temporaries` can find them later (training does so on every start).
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ def atomic_target(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+# Marks a temporary file of atomic_target in its name.
+PARTIAL_MARK = ".partial."
+
+
 def _mkstemp(path: Path, suffix: str) -> tuple[int, str]:
     try:
-        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        return tempfile.mkstemp(prefix=f".{path.name}{PARTIAL_MARK}", suffix=suffix, dir=path.parent)
     except OSError as error:
         raise NucleiError(f"cannot write here: {error.strerror or error}", path.parent) from None
 
@@ -80,17 +86,27 @@ def save_weights_atomic(model: Any, path: str | Path) -> None:
         model.save_weights(temp)
 
 
+def is_temporary(name: str) -> bool:
+    """True for the name of a temporary file an atomic writer of this project leaves when killed.
+
+    ``.<name>.partial.<random><suffix>`` (atomic_target), and the older forms
+    ``.<name>.<random>.tmp``, ``.<name>.tmp`` and ``.<name>.<random>.weights.h5``.
+    """
+    if not name.startswith(".") or name in (".", ".."):
+        return False
+    if PARTIAL_MARK in name:
+        return True
+    return ".tmp" in name[1:] or (name.endswith(".weights.h5") and name.count(".") >= 4)
+
+
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete temporary files left in ``folder`` by writers killed mid-write; returns how many."""
+    """Delete temporary files left in ``folder`` (not its sub-folders) by writers killed
+    mid-write (see :func:`is_temporary`); returns how many. Call it only while no writer is at work there."""
     folder = Path(folder)
     removed = 0
     if folder.is_dir():
-        for temp in folder.glob(".*.tmp*"):
-            if temp.is_file():
-                temp.unlink(missing_ok=True)
-                removed += 1
-        for temp in folder.glob(".*.weights.h5"):
-            if temp.is_file():
+        for temp in folder.iterdir():
+            if is_temporary(temp.name) and temp.is_file() and not temp.is_symlink():
                 temp.unlink(missing_ok=True)
                 removed += 1
     return removed

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--params", help="JSON written by python -m tools.tune (post-processing, thresholds); "
                                       "default: X.params.json beside the weights X.weights.h5, when present")
     tta.add_argument("--no-params", action="store_true", help="ignore tuned parameters shipped beside the weights")
+    tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
+                     help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
@@ -74,7 +76,8 @@ def predict(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(model, weights=args.weights, unet_weights=args.unet_weights,
                               mrcnn_weights=args.mrcnn_weights, params=args.params,
                               use_shipped_params=not args.no_params, tta=args.tta,
-                              postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS})
+                              postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS},
+                              max_memory=args.max_memory)
     truth = keep = None
     if args.labels:
         from preprocessing.dataset import load_dataset

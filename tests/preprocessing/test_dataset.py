@@ -116,6 +116,50 @@ def test_overlapping_masks_resolved_deterministically_with_a_warning(tmp_path):
     assert np.array_equal(labels_once == 2, (second > 0) & (first == 0))
 
 
+def test_jpeg_mask_is_refused_naming_it(tmp_path):
+    folder = kaggle_image(tmp_path, masks=[("a.png", disk_mask((40, 50), (20, 20), 5))])
+    Image.fromarray(disk_mask((40, 50), (10, 40), 4)).save(folder / "masks" / "b.jpg", quality=90)
+    with pytest.raises(NucleiError, match="JPEG") as info:
+        load_dataset(tmp_path)
+    assert_names(info, folder / "masks" / "b.jpg")
+
+
+def test_inverted_mask_is_refused_naming_it(tmp_path):
+    inverted = 255 - disk_mask((40, 50), (20, 20), 5)  # nucleus 0, background 255
+    folder = kaggle_image(tmp_path, masks=[("a.png", disk_mask((40, 50), (10, 40), 4)), ("b.png", inverted)])
+    with pytest.raises(NucleiError, match="inverted") as info:
+        load_dataset(tmp_path)
+    assert_names(info, folder / "masks" / "b.png")
+
+
+def test_mask_of_one_nonzero_value_everywhere_is_refused(tmp_path):
+    folder = kaggle_image(tmp_path, masks=[("full.png", np.full((40, 50), 255, np.uint8))])
+    with pytest.raises(NucleiError, match="everywhere") as info:
+        load_dataset(tmp_path)
+    assert_names(info, folder / "masks" / "full.png")
+
+
+def test_binary_mask_with_background_1_is_read_as_its_nucleus(tmp_path):
+    disk = disk_mask((40, 50), (20, 20), 6)
+    offset = np.where(disk > 0, 255, 1).astype(np.uint8)  # background 1, not 0
+    folder = kaggle_image(tmp_path, masks=[("a.png", offset)])
+    labels = read_masks(folder / "masks", (40, 50))
+    np.testing.assert_array_equal(labels > 0, disk > 0)
+
+
+def test_non_binary_mask_warns_naming_it_and_is_thresholded_at_half_its_maximum(tmp_path):
+    disk = disk_mask((40, 50), (20, 20), 6)
+    soft = (disk // 255 * 200).astype(np.uint8)
+    soft[20, 10:13] = (40, 90, 120)  # grey levels: 40 and 90 fall below 100, 120 above
+    folder = kaggle_image(tmp_path, masks=[("soft.png", soft)])
+    with pytest.warns(UserWarning, match=r"soft\.png: mask is not binary"):
+        labels = read_masks(folder / "masks", (40, 50))
+    expected = (disk > 0)
+    expected[20, 12] = True
+    expected[20, 10:12] = False
+    np.testing.assert_array_equal(labels > 0, expected)
+
+
 # --- every image kind -------------------------------------------------------------------------
 
 RAMP = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (30, 1))  # uint8 [30, 50]
@@ -168,6 +212,24 @@ def test_16_bit_png_is_rescaled_over_its_range_not_clipped(tmp_path):
     assert image[deep == deep.min()].max() == 0
     assert image[deep == deep.max()].min() == 255
     assert len(np.unique(image[..., 0])) == len(np.unique(deep))  # not clipped to a few values
+
+
+def test_16_bit_image_with_one_hot_pixel_keeps_its_contrast(tmp_path):
+    deep = (1000 + RAMP.astype(np.uint16) * 100).astype(np.uint16)  # 1000 .. 25500
+    deep[0, 0] = 65535  # one hot pixel
+    image = read_image(write_png(tmp_path / "hot.png", deep))
+    assert image[0, 0, 0] == 255
+    rest = deep < 65535
+    # the other pixels still span the whole range (min..max scaling put them all below 100)
+    assert image[..., 0][rest].min() == 0 and image[..., 0][rest].max() >= 254
+    assert image[..., 0][deep == 13000].mean() == pytest.approx(255 * 12000 / 24500, abs=1.5)
+
+
+def test_16_bit_image_of_sparse_bright_nuclei_is_not_flattened(tmp_path):
+    sparse = np.zeros((100, 100), np.uint16)
+    sparse[50, 50] = 4000  # under 0.1% of the pixels: the percentiles coincide, min..max is used
+    image = read_image(write_png(tmp_path / "sparse.png", sparse))
+    assert image[50, 50, 0] == 255 and image[..., 0].sum() == 255
 
 
 def test_tiff_loads(tmp_path):

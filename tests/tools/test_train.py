@@ -119,3 +119,30 @@ def test_split_file_gives_the_same_train_and_validation_ids(tmp_path, small_samp
     assert "1 listed ids are not in --data" in done.stdout
     split = json.loads((run / "split.json").read_text())
     assert split["train"] == ids[1:] and split["val"] == ids[:1]
+
+
+def test_resume_on_an_empty_folder_says_so_and_a_run_checkpoint_predicts(tmp_path, small_sample_root, capsys):
+    from tools.predict import main as predict
+    from tools.train import main as train
+
+    run = tmp_path / "run"
+    argv = ["unet", "--data", str(small_sample_root), *TINY, "--out", str(run), "--epochs", "1", "--no-val-score"]
+    assert train(argv + ["--resume"]) == 0
+    assert capsys.readouterr().out.count("holds no run yet; starting a new one") == 1
+    # a run's last.weights.h5 has no JSON of its own: the U-Net falls back to the run's config.json
+    assert not (run / "last.json").exists()
+    out = tmp_path / "predicted"
+    assert predict(["--weights", str(run / "last.weights.h5"), "--images", str(small_sample_root),
+                    "--out", str(out), "--no-overlays", "--no-params"]) == 0, capsys.readouterr().err
+    assert len(list((out / "labels").iterdir())) == 5 and (out / "submission.csv").is_file()
+
+
+def test_mrcnn_epochs_zero_is_one_line_and_writes_nothing(tmp_path, small_sample_root, capsys):
+    from tools.train import main as train
+
+    out = tmp_path / "run"
+    assert train(["mrcnn", "--data", str(small_sample_root), "--out", str(out), "--config", "tiny",
+                  "--epochs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--epochs" in err[0]
+    assert not out.exists()

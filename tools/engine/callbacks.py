@@ -10,12 +10,17 @@ A run folder holds:
     log.csv, tensorboard/ per-epoch metrics
 
 Every file is written to a temporary name and renamed, so a crash leaves the
-previous version intact.
+previous version intact. log.csv holds finished epochs only: an epoch cut short by
+Ctrl-C, SIGTERM or a NaN loss is not logged, and a resumed run first drops the rows of
+the epochs it is about to train again (a run killed after logging an epoch but before
+saving its checkpoint would otherwise log that epoch twice).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
 import math
 import signal
@@ -27,7 +32,7 @@ import keras
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from preprocessing.files import atomic_target, save_json_atomic, save_weights_atomic
+from preprocessing.files import atomic_target, save_json_atomic, save_weights_atomic, write_text_atomically
 
 
 class TrainingStopped(NucleiError):
@@ -88,10 +93,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         monitor: the logged value deciding "best" (e.g. 'val_loss').
         mode: 'min' or 'max'.
         initial_epoch: epochs already done (for a resumed run).
+        epoch_log: optional EpochLog; its row for a finished epoch is written before the checkpoint.
     """
 
-    def __init__(self, run_dir, monitor="val_loss", mode="min", initial_epoch=0):
+    def __init__(self, run_dir, monitor="val_loss", mode="min", initial_epoch=0, epoch_log=None):
         super().__init__()
+        self.epoch_log = epoch_log  # EpochLog written just before each finished epoch's checkpoint
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.sign = 1.0 if mode == "min" else -1.0
@@ -132,8 +139,10 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_batch is not None or self.stop_signal is not None:
-            return
+            return  # cut short: neither logged nor counted
         logs = logs or {}
+        if self.epoch_log is not None:
+            self.epoch_log.write(epoch, logs)
         value = logs.get(self.monitor)
         improved = value is not None and math.isfinite(float(value)) and (
             self.best is None or self.sign * float(value) < self.sign * float(self.best))
@@ -201,14 +210,74 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None):
-    """[RunCheckpoint, CSVLogger, TensorBoard (TF backend), LearningRateScheduler] for a run.
+def trim_log(path: str | Path, first_epoch: int) -> int:
+    """Keep the header and the rows of epochs < ``first_epoch`` of a CSV log; returns rows dropped.
 
-    ``schedule`` is an epoch -> learning-rate function or a TimeBudget callback."""
+    Rows that do not parse (a line torn by a kill mid-write) are dropped too. The file is
+    rewritten atomically; a missing file is left missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise NucleiError(f"training log is unreadable ({error}); delete it to resume", path) from None
+    if not rows:
+        return 0
+    header, body = rows[0], rows[1:]
+    column = header.index("epoch") if "epoch" in header else None
+    kept = []
+    for row in body:
+        try:
+            good = column is not None and len(row) == len(header) and int(float(row[column])) < first_epoch
+        except ValueError:
+            good = False
+        if good:
+            kept.append(row)
+    if len(kept) == len(body):
+        return 0
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header] + kept)
+    write_text_atomically(path, out.getvalue())
+    return len(body) - len(kept)
+
+
+class EpochLog(keras.callbacks.CSVLogger):
+    """keras.callbacks.CSVLogger that writes finished epochs only, from the run's checkpoint.
+
+    :class:`RunCheckpoint` calls :meth:`write` for an epoch that finished, just before it saves
+    the epoch's checkpoint; an epoch ended early by a signal or a NaN loss is not written (its
+    checkpoint does not count it either, and ``--resume`` trains it again). Logging before
+    saving means a kill in between leaves a row for an epoch the checkpoint lacks, which the
+    resumed run drops (:func:`trim_log`), never a finished epoch without its row.
+
+    Args:
+        filename: the CSV file.
+        append: add to an existing file (a resumed run) instead of starting a new one.
+    """
+
+    def __init__(self, filename, append=False):
+        super().__init__(str(filename), append=append)
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Nothing: RunCheckpoint writes the row (see the class docstring)."""
+
+    def write(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+
+
+def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None):
+    """[RunCheckpoint, EpochLog, TensorBoard (TF backend), LearningRateScheduler] for a run.
+
+    ``schedule`` is an epoch -> learning-rate function or a TimeBudget callback. A resumed
+    run (``initial_epoch > 0``) drops log rows of epochs >= ``initial_epoch`` first."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch),
-                 keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=initial_epoch > 0)]
+    if initial_epoch > 0:
+        trim_log(run_dir / "log.csv", initial_epoch)
+    epoch_log = EpochLog(run_dir / "log.csv", append=initial_epoch > 0)
+    callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch, epoch_log), epoch_log]
     if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if isinstance(schedule, keras.callbacks.Callback):

@@ -30,6 +30,7 @@ import keras
 from preprocessing.errors import NucleiError
 from preprocessing.files import remove_stale_temporaries, save_json_atomic
 from preprocessing.settings import Settings
+from tools import progress
 from tools.engine.callbacks import TimeBudget, cosine_schedule, load_optimizer, make_callbacks, resume_state
 from tools.engine.distribute import get_strategy
 
@@ -158,7 +159,8 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
     options.save(run_dir / "options.json")
     keras.utils.set_random_seed(options.seed)
 
-    samples = load_training_samples(options.data, options.exclude, options.max_images, options.seed)
+    samples = load_training_samples(options.data, options.exclude, options.max_images, options.seed,
+                                    progress=progress.enabled())
     train_samples, val_samples = split_samples(samples, options, run_dir)
     if not train_samples:
         raise NucleiError("no training images left after the validation split", options.data[0])
@@ -211,7 +213,7 @@ def _fit(model: keras.Model, task: Any, options: TrainOptions, run_dir: Path, tr
     start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     fit_args = {"validation_batch_size": task.batch_size} if isinstance(val_data, tuple) else {}
     model.fit(train_data, epochs=options.epochs, initial_epoch=initial_epoch, validation_data=val_data,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, **fit_args)
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() and progress.enabled() else 2, **fit_args)
     elapsed = time.time() - started
     interrupted = checkpoint.check()  # raises TrainingStopped on NaN
     if interrupted:

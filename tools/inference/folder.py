@@ -63,6 +63,8 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
         out_dir.mkdir(parents=True, exist_ok=True)
         for sub, wanted in (("labels", label_images), ("overlays", overlays)):
             if wanted:
+                if (out_dir / sub).exists() and not (out_dir / sub).is_dir():
+                    raise NucleiError(f"is a file, expected the {sub}/ folder of --out", out_dir / sub)
                 (out_dir / sub).mkdir(exist_ok=True)
     except OSError as error:
         raise NucleiError(f"cannot create the output folder: {error.strerror or error}", out_dir) from None

@@ -81,7 +81,8 @@ def resolve_params(model: str, weights: str | Path | None, params: InferencePara
 def build_pipeline(model: str = "unet", weights: str | Path | None = None,
                    unet_weights: str | Path | None = None, mrcnn_weights: str | Path | None = None,
                    params: InferenceParams | str | Path | None = None, use_shipped_params: bool = True,
-                   tta: int | None = None, postprocess: dict[str, Any] | None = None) -> InferencePipeline:
+                   tta: int | None = None, postprocess: dict[str, Any] | None = None,
+                   max_memory: int | None = None) -> InferencePipeline:
     """The inference pipeline for ``model`` ('unet', 'mrcnn' or 'ensemble').
 
     Args:
@@ -90,6 +91,8 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         params: InferenceParams, a params JSON path, or None: the tuned file beside the
             weights when ``use_shipped_params``, else the defaults.
         tta, postprocess: choices that override the params (None: keep theirs).
+        max_memory: peak memory to aim at, MB (``--max-memory``; InferenceParams.max_memory_mb);
+            None: the params' own (3000 by default).
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -99,7 +102,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         mrcnn_weights = mrcnn_weights or weights
     params_weights = mrcnn_weights if model == "mrcnn" else unet_weights
     chosen, _ = resolve_params(model, params_weights, params, use_shipped_params)
-    chosen = chosen.with_overrides(tta=tta, postprocess=postprocess)
+    chosen = chosen.with_overrides(tta=tta, postprocess=postprocess, max_memory=max_memory)
     dense = DenseModel(load_predictor("unet", unet_weights)) if model in ("unet", "ensemble") else None
     instance = InstanceModel(load_predictor("mrcnn", mrcnn_weights)) if model in ("mrcnn", "ensemble") else None
     return InferencePipeline(dense, instance, chosen)
@@ -112,7 +115,7 @@ def load_model(weights: str | Path | None = None, ensemble: bool = False, **opti
         weights: a ``.weights.h5`` file with its config JSON beside it (U-Net or Mask R-CNN,
             told apart by the config); None: the shipped U-Net (or the ensemble).
         ensemble: the shipped U-Net + Mask R-CNN (or ``unet_weights=`` / ``mrcnn_weights=``).
-        **options: as :func:`build_pipeline` (params, use_shipped_params, tta, postprocess, ...).
+        **options: as :func:`build_pipeline` (params, use_shipped_params, tta, postprocess, max_memory, ...).
     """
     if ensemble:
         return build_pipeline("ensemble", **options)

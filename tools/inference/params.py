@@ -5,10 +5,13 @@ reads (``--params``, or ``X.params.json`` shipped beside ``X.weights.h5``), and 
 final validation uses (the defaults). On disk::
 
     {"kind": "inference_params",
-     "config": {"tta": 1, "thresholds": {...}, "ensemble": {...}, "merge": {...}, "postprocess": {...}},
+     "config": {"tta": 1, "thresholds": {...}, "ensemble": {...}, "merge": {...}, "postprocess": {...},
+                "max_memory_mb": 3000},
      "tuning": {...}}            # optional: how and on what the values were chosen
 
-Empty ``thresholds`` mean the U-Net config's own watershed thresholds.
+Empty ``thresholds`` mean the U-Net config's own watershed thresholds. ``max_memory_mb``
+changes no result on images the budget lets through whole (up to the model's tile size,
+1024 pixels for the shipped models, with the default); larger images are tiled.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from tools.inference.postprocess import PostprocessConfig
 # U-Net watershed fields (unet.config.UNetConfig) that inference parameters may override.
 THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size")
 MAX_TTA = 15  # transforms in tools.inference.tta
+# --max-memory: below this no model fits at all; above it nothing a machine holds.
+MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 16 * 1024 * 1024
 
 
 class MergeConfig(Settings):
@@ -61,10 +66,17 @@ class InferenceParams(Settings):
     merge: MergeConfig = dataclasses.field(default_factory=MergeConfig)
     # Post-processing of the final label image.
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
+    # Peak memory (MB) prediction aims at: tile side and tiles per batch are chosen so the
+    # runtime, the models, the image-size arrays and one network batch fit (tools.inference.pipeline).
+    max_memory_mb: int = 3000
 
     def validate(self) -> None:
         if isinstance(self.tta, bool) or not isinstance(self.tta, int) or not 1 <= self.tta <= MAX_TTA:
             raise NucleiError(f"tta (--tta) must be a whole number 1..{MAX_TTA}, got {self.tta!r}")
+        memory = self.max_memory_mb
+        if isinstance(memory, bool) or not isinstance(memory, int) or not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+            raise NucleiError(f"max_memory_mb (--max-memory) must be a whole number of MB, "
+                              f"{MIN_MEMORY_MB}..{MAX_MEMORY_MB}, got {memory!r}")
         if not isinstance(self.thresholds, dict):
             raise NucleiError(f"inference thresholds must be an object, got {self.thresholds!r}")
         unknown = set(self.thresholds) - set(THRESHOLD_FIELDS)
@@ -92,11 +104,15 @@ class InferenceParams(Settings):
             return {"kind": cls.kind, "config": config, "tuning": tuning}
         return document
 
-    def with_overrides(self, tta: int | None = None, postprocess: dict[str, Any] | None = None) -> "InferenceParams":
-        """A copy with command-line choices applied: ``tta`` and post-processing fields (None: keep)."""
+    def with_overrides(self, tta: int | None = None, postprocess: dict[str, Any] | None = None,
+                       max_memory: int | None = None) -> "InferenceParams":
+        """A copy with command-line choices applied: ``tta``, post-processing fields and
+        ``max_memory`` (MB, --max-memory); None: keep."""
         changes: dict[str, Any] = {}
         if tta is not None:
             changes["tta"] = tta
+        if max_memory is not None:
+            changes["max_memory_mb"] = max_memory
         post = {k: v for k, v in (postprocess or {}).items() if v is not None}
         if post:
             changes["postprocess"] = {**self.postprocess.to_dict(), **post}

@@ -8,7 +8,7 @@ whole by two tiles is kept once, from the tile that sees most context around it.
 Where instances of two tiles still overlap, the higher score keeps the pixel. A
 nucleus wider than the overlap can be cut by a tile edge: keep ``overlap`` above the
 largest nucleus (DSB 2018 nuclei are under ~100 pixels). Only one batch of tiles is
-in memory at a time, plus the [H, W] result.
+in memory at a time, plus the int32 [H, W] result: memory is bounded by the tile, not the image.
 """
 
 import numpy as np
@@ -48,8 +48,9 @@ def predict_instances_tiled(predict_images, image, tile=1024, overlap=128, batch
     ys, xs = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
     y_cores, x_cores = _cores(ys, tile_h, height), _cores(xs, tile_w, width)
     boxes = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
-    out = np.zeros((height, width), np.int64)
+    out = np.zeros((height, width), np.int32)
     out_scores = []
+    batch_size = max(1, int(batch_size))
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first:first + batch_size]
         crops = [image[ys[iy]:ys[iy] + tile_h, xs[ix]:xs[ix] + tile_w] for iy, ix in chunk]

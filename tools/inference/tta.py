@@ -206,7 +206,7 @@ def _pad_batch(arrays, multiple):
 
 
 def tta_dense(predict_batch, image, prepare, transforms, multiple, tile_size=1024, tile_overlap=64,
-              max_batch_pixels=4 * 1024 * 1024):
+              max_batch_pixels=4 * 1024 * 1024, plan=None):
     """Mean of the inverse-transformed dense predictions of every transformed variant.
 
     Args:
@@ -219,59 +219,99 @@ def tta_dense(predict_batch, image, prepare, transforms, multiple, tile_size=102
             tools.inference.tiling.predict_dense (overlapping tiles, blended), so memory stays bounded.
         max_batch_pixels: variants of the same shape go through the network together,
             up to this many input pixels per batch.
+        plan: optional ``(height, width) -> TilePlan`` (tools.inference.tiling.plan_tiles with a
+            memory budget): decides per variant shape whether it goes whole and, if not, the
+            tile side and tiles per batch. None: whole up to ``tile_size``, 4 tiles per batch.
 
     Returns:
         float32 [H, W, K], the mean over transforms.
+
+    Variants are made one batch at a time (never all at once), and each output is added to
+    one float32 [H, W, K] sum as soon as it is back in the original frame, so memory is a
+    few image-size arrays plus one network batch, whatever the number of transforms.
     """
-    from tools.inference.tiling import predict_dense
+    from tools.inference.tiling import TilePlan, predict_dense
 
     shape = image.shape[:2]
-    prepared = {}  # colour transform -> normalised image; geometry is applied after normalising
-    groups = {}  # variant shape -> [(transform, variant)]
+    cache = {}  # the last colour transform's normalised image (geometry is applied after normalising)
+
+    def variant_of(transform):
+        if transform.colour not in cache:
+            cache.clear()
+            cache[transform.colour] = prepare(transform.colour(image)).astype(np.float32, copy=False)
+        return transform.forward(cache[transform.colour])
+
+    groups = {}  # variant shape -> [transform], in first-seen order
     for transform in transforms:
-        if transform.colour not in prepared:
-            prepared[transform.colour] = prepare(transform.colour(image)).astype(np.float32, copy=False)
-        variant = transform.forward(prepared[transform.colour])
-        groups.setdefault(variant.shape[:2], []).append((transform, variant))
+        groups.setdefault(tuple(transform.output_shape(shape)), []).append(transform)
     total = None
+
+    def add(transform, output):
+        nonlocal total
+        back = transform.inverse(output, shape)
+        if total is None:
+            total = np.array(back, np.float32)
+        else:
+            total += back
+
     for (height, width), members in groups.items():
         padded_pixels = (height + (-height) % multiple) * (width + (-width) % multiple)
-        if height > tile_size or width > tile_size:
-            outputs = [predict_dense(predict_batch, variant, multiple, tile_size, tile_overlap)
-                       for _, variant in members]
+        if plan is not None:
+            chosen = plan(height, width)
+        elif height > tile_size or width > tile_size:
+            chosen = TilePlan(False, tile_size, 4)
         else:
-            per_batch = max(1, int(max_batch_pixels // padded_pixels))
-            outputs = []
-            for first in range(0, len(members), per_batch):
-                chunk = [variant for _, variant in members[first:first + per_batch]]
-                out = np.asarray(predict_batch(_pad_batch(chunk, multiple)))
-                outputs += list(out[:, :height, :width])
-        for (transform, _), output in zip(members, outputs):
-            back = transform.inverse(output, shape)
-            total = back.astype(np.float32) if total is None else total + back
-    return total / len(transforms)
+            chosen = TilePlan(True, max(height, width), max(1, int(max_batch_pixels // padded_pixels)))
+        if not chosen.whole:
+            for transform in members:
+                add(transform, predict_dense(predict_batch, variant_of(transform), multiple, chosen.tile,
+                                             tile_overlap, chosen.batch_size))
+            continue
+        per_batch = max(1, chosen.batch_size)
+        for first in range(0, len(members), per_batch):
+            chunk = members[first:first + per_batch]
+            out = np.asarray(predict_batch(_pad_batch([variant_of(t) for t in chunk], multiple)))
+            for transform, output in zip(chunk, out[:, :height, :width]):
+                add(transform, output)
+            del out
+    cache.clear()
+    total /= len(transforms)
+    return total
 
 
 # --------------------------------------------------------------------------------------------
 # Instance models (Mask R-CNN): instances of every variant, back in the original frame.
 # --------------------------------------------------------------------------------------------
 
-def tta_instances(predict_images, image, transforms):
+def tta_instances(predict_images, image, transforms, max_batch_pixels=None):
     """Instances of every transformed variant, mapped back to the original frame.
 
     Args:
         predict_images: list of uint8 [h, w, 3] -> list of (labels int [h, w], scores float [N]).
         image: uint8 [H, W, 3].
         transforms: list of Transform.
+        max_batch_pixels: variants per call of ``predict_images`` are limited to this many
+            pixels (at least one variant per call); None: all variants in one call.
 
     Returns:
         list (one per transform) of (labels int32 [H, W], scores float32 [N]); merge them
-        with tools.inference.merge.merge_instances.
+        with tools.inference.merge.merge_instances. Variants are made one call at a time,
+        so besides the results only one call's variants are in memory.
     """
     shape = image.shape[:2]
-    variants = [transform.apply_to_image(image) for transform in transforms]
-    results = predict_images(variants)
+    chunks, current, pixels = [], [], 0
+    for transform in transforms:
+        size = int(np.prod(transform.output_shape(shape)))
+        if current and max_batch_pixels is not None and pixels + size > max_batch_pixels:
+            chunks.append(current)
+            current, pixels = [], 0
+        current.append(transform)
+        pixels += size
+    chunks.append(current)
     out = []
-    for transform, (labels, scores) in zip(transforms, results):
-        out.append((transform.invert_labels(np.asarray(labels), shape), np.asarray(scores, np.float32)))
+    for chunk in chunks:
+        results = predict_images([transform.apply_to_image(image) for transform in chunk])
+        for transform, (labels, scores) in zip(chunk, results):
+            out.append((transform.invert_labels(np.asarray(labels), shape), np.asarray(scores, np.float32)))
+        del results
     return out

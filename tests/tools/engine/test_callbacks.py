@@ -96,3 +96,49 @@ def test_time_budget_sets_lr_and_stops(tmp_path):
     history = model.fit(x, y, epochs=50, batch_size=8, verbose=0, callbacks=[budget])
     assert len(history.history["loss"]) == 1
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01 * 0.02)
+
+
+def _logged_epochs(path):
+    import csv
+
+    with open(path, newline="") as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_an_interrupted_epoch_is_not_logged_and_resume_logs_each_epoch_once(tmp_path):
+    x, y = data(64)
+    model = tiny_model()
+
+    class SigtermInSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    callbacks = make_callbacks(tmp_path, "loss") + [SigtermInSecondEpoch()]
+    model.fit(x, y, epochs=4, batch_size=8, verbose=0, callbacks=callbacks)
+    assert callbacks[0].check() is True
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 1
+    assert _logged_epochs(tmp_path / "log.csv") == [0]  # the cut-short epoch 1 is not logged as done
+    epoch, _ = resume_state(tmp_path)
+    model.fit(x, y, epochs=3, initial_epoch=epoch, batch_size=8, verbose=0,
+              callbacks=make_callbacks(tmp_path, "loss", initial_epoch=epoch))
+    assert _logged_epochs(tmp_path / "log.csv") == [0, 1, 2]
+
+
+def test_resume_drops_log_rows_of_epochs_it_trains_again(tmp_path):
+    from tools.engine.callbacks import trim_log
+
+    log = tmp_path / "log.csv"
+    # epochs 0..2 logged, but the checkpoint (killed before saving) holds 2 epochs; a torn last line
+    log.write_text("epoch,loss\n0,1.5\n1,1.2\n2,1.1\n3,1.")
+    assert trim_log(log, 2) == 2
+    assert log.read_text() == "epoch,loss\n0,1.5\n1,1.2\n"
+    assert trim_log(log, 2) == 0 and trim_log(tmp_path / "missing.csv", 1) == 0
+    x, y = data()
+    model = tiny_model()
+    model.fit(x, y, epochs=3, initial_epoch=2, batch_size=8, verbose=0,
+              callbacks=make_callbacks(tmp_path, "loss", initial_epoch=2))
+    assert _logged_epochs(log) == [0, 1, 2]

@@ -143,3 +143,61 @@ def test_instance_tta_maps_instances_back():
     for labels, scores in results:
         assert labels.shape == (30, 50) and len(scores) == 2
         np.testing.assert_array_equal(labels > 0, truth > 0)
+
+
+def test_dense_tta_memory_does_not_grow_with_the_number_of_transforms():
+    import tracemalloc
+
+    image = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
+    prepare = lambda im: im.astype(np.float32) / 255  # noqa: E731
+    one_map = 256 * 256 * 3 * 4
+    peaks = {}
+    for count in (8, 15):
+        tracemalloc.start()
+        try:
+            tta_dense(_pointwise_model, image, prepare, select_transforms(count), multiple=16,
+                      max_batch_pixels=2 * 256 * 256)
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # variants are made one batch (here two) at a time and summed at once; making all of them
+    # up front and keeping every output took 16 maps for 8 transforms, 27 for 15
+    assert peaks[15] < 1.1 * peaks[8] and peaks[15] < 16 * one_map
+
+
+def test_dense_tta_follows_the_plan_for_each_variant_shape():
+    from tools.inference.tiling import TilePlan
+
+    image = (np.random.default_rng(4).random((64, 96, 3)) * 255).astype(np.uint8)
+    prepare = lambda im: im.astype(np.float32) / 255  # noqa: E731
+    shapes = []
+
+    def predict_batch(batch):
+        shapes.append(batch.shape)
+        return _pointwise_model(batch)
+
+    plan = lambda h, w: TilePlan(False, 32, 3)  # noqa: E731  (a tiny budget: 32 px tiles, 3 per call)
+    out = tta_dense(predict_batch, image, prepare, select_transforms(8), multiple=16, tile_overlap=8, plan=plan)
+    single = tta_dense(_pointwise_model, image, prepare, select_transforms(1), multiple=16)
+    assert all(s[0] <= 3 and s[1] == s[2] == 32 for s in shapes)
+    np.testing.assert_allclose(out, single, atol=1e-5)
+
+
+def test_instance_tta_calls_are_limited_to_the_pixel_budget():
+    image = np.zeros((30, 40, 3), np.uint8)
+    image[5:12, 5:15] = 200
+    calls = []
+
+    def predict_images(images):
+        calls.append(len(images))
+        from scipy import ndimage
+
+        return [(ndimage.label(im[..., 0] > 100)[0], np.ones(1, np.float32)) for im in images]
+
+    all_at_once = tta_instances(predict_images, image, select_transforms(8))
+    assert calls == [8]
+    calls.clear()
+    one_by_one = tta_instances(predict_images, image, select_transforms(8), max_batch_pixels=1)
+    assert calls == [1] * 8
+    for (a, _), (b, _) in zip(all_at_once, one_by_one):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,50 @@
+"""UNetPredictor: the freeing forward pass gives Keras' own output bit for bit; its memory estimate."""
+
+import keras
+import numpy as np
+import pytest
+
+from unet.config import UNetConfig
+from unet.model import build_unet
+from unet.predictor import UNetPredictor, run_freeing
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = UNetConfig(depth=2, base_filters=4, max_filters=8, bottleneck_dilations=(1, 2), crop_size=32,
+                        dropout=0.5)
+    return UNetPredictor(build_unet(config), config)
+
+
+def test_freeing_forward_pass_equals_keras_call_exactly(tiny):
+    batch = np.random.default_rng(0).random((2, 48, 64, 3)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(tiny.model(batch, training=False))
+    got = tiny.predict_batch(batch)
+    assert got.dtype == np.float32 and got.shape == (2, 48, 64, 3)
+    np.testing.assert_array_equal(got, expected)  # dropout off, batch norm in inference mode
+    np.testing.assert_array_equal(tiny.predict_batch(batch), got)  # deterministic
+
+
+def test_nested_functional_models_run_the_same_way():
+    inner_in = keras.Input((None, None, 3))
+    inner = keras.Model(inner_in, [keras.layers.Conv2D(4, 3, padding="same")(inner_in),
+                                   keras.layers.AveragePooling2D(2)(inner_in)])
+    outer_in = keras.Input((None, None, 3))
+    a, b = inner(outer_in)
+    b = keras.layers.UpSampling2D(2)(b)
+    merged = keras.layers.Concatenate()([a, b, outer_in])
+    out = keras.layers.BatchNormalization()(keras.layers.Dropout(0.5)(merged))
+    model = keras.Model(outer_in, {"maps": out, "pooled": b})
+    x = np.random.default_rng(1).random((1, 16, 24, 3)).astype(np.float32)
+    expected = model(x, training=False)
+    got = run_freeing(model, x)
+    assert set(got) == {"maps", "pooled"}
+    for key in got:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got[key]), keras.ops.convert_to_numpy(expected[key]))
+
+
+def test_memory_estimate_follows_the_config():
+    small = UNetPredictor(None, UNetConfig(base_filters=16, max_filters=64))
+    shipped = UNetPredictor(None, UNetConfig(base_filters=32, max_filters=192))
+    assert 1000 < shipped.activation_bytes_per_pixel < 1500  # measured ~1.1 KB (bench/bench_memory.py)
+    assert small.activation_bytes_per_pixel < shipped.activation_bytes_per_pixel
