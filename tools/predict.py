@@ -8,8 +8,16 @@ Writes:
     OUTDIR/contact_sheet.html    with --labels: true positives, false positives and misses per image
     OUTDIR/contact_sheet.png     (the same as one picture) and OUTDIR/score.json
 
+    OUTDIR/run.json              the run's settings and image ids ("finished" once done)
+    OUTDIR/.records/<id>.json    each image's nuclei, written as soon as it is predicted
+
 ``--images`` takes Kaggle's layout (<id>/images/<id>.png) or a flat folder of images.
 Without ``--weights`` the shipped weights in weights/ are used.
+
+Several machines: ``--shard K/N`` predicts every N-th image of the sorted ids (starting at the
+K-th), each shard into its own --out; ``python -m tools.merge_submissions OUT.csv DIR...`` joins
+them. ``--resume`` skips the images a killed run of the same settings finished (refused, naming
+the setting, when they differ) and writes the same submission as an uninterrupted run.
 
 Test time: ``--tta N`` averages N of the 15 transforms of tools/inference/tta.py (``--tta 15``: all);
 ``--ensemble`` combines the U-Net and Mask R-CNN (tools/inference/ensemble.py); ``--dilate``,
@@ -34,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
     parser.add_argument("--no-labels", action="store_true", help="do not write label PNGs")
+    parser.add_argument("--shard", type=_shard, metavar="K/N",
+                        help="predict only shard K of N: every N-th image of the sorted ids, from the K-th "
+                             "(N machines, each its own --out; merge with python -m tools.merge_submissions)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip images a run of the same settings already finished in --out (refused if the "
+                             "settings differ); without it every image is predicted again")
     tta = parser.add_argument_group("test time")
     tta.add_argument("--tta", type=int, default=None, metavar="N",
                      help="test-time transforms, 1..15 (1 = single pass; 15 = all of tools/inference/tta.py)")
@@ -67,17 +81,49 @@ def build_parser() -> argparse.ArgumentParser:
 POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count", "min_score")
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """argparse type of --shard: 'K/N' -> (K, N)."""
+    from preprocessing.errors import NucleiError
+    from tools.inference.folder import parse_shard
+
+    try:
+        return parse_shard(text)
+    except NucleiError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def weights_for(args: argparse.Namespace) -> dict[str, Path]:
+    """{'unet' and/or 'mrcnn': weights file} the run loads: --unet-weights / --mrcnn-weights,
+    else --weights for the --model, else the shipped file in weights/."""
+    from tools.inference.models import DEFAULT_WEIGHTS
+
+    models = ("unet", "mrcnn") if args.ensemble else (args.model,)
+    given = {"unet": args.unet_weights, "mrcnn": args.mrcnn_weights}
+    return {name: Path(given[name] or (args.weights if name == args.model else None) or DEFAULT_WEIGHTS[name])
+            for name in models}
+
+
 def predict(args: argparse.Namespace) -> int:
-    from tools.inference.folder import list_images, predict_folder, report_against_truth
-    from tools.inference.models import build_pipeline
+    from tools.inference.folder import (check_out_folder, list_images, model_settings, predict_folder,
+                                        report_against_truth, run_settings)
+    from tools.inference.models import build_pipeline, load_predictor, resolve_params
 
     list_images(args.images)  # bad ids fail before any model loads
     model = "ensemble" if args.ensemble else args.model
-    pipeline = build_pipeline(model, weights=args.weights, unet_weights=args.unet_weights,
-                              mrcnn_weights=args.mrcnn_weights, params=args.params,
-                              use_shipped_params=not args.no_params, tta=args.tta,
-                              postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS},
-                              max_memory=args.max_memory)
+    weights = weights_for(args)
+    for name, path in weights.items():
+        if not path.is_file():
+            load_predictor(name, path)  # its error: the file is missing
+    params, _ = resolve_params(model, weights["mrcnn" if model == "mrcnn" else "unet"], args.params,
+                               use_shipped=not args.no_params)
+    params = params.with_overrides(tta=args.tta, postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS},
+                                   max_memory=args.max_memory)
+    settings = model_settings(model, weights, params)
+    # a --resume of other settings, or another shard's folder, is refused before any model loads
+    check_out_folder(args.out, run_settings(settings, args.images, args.shard or (1, 1), not args.no_overlays,
+                                            not args.no_labels), args.resume)
+    pipeline = build_pipeline(model, unet_weights=weights.get("unet"), mrcnn_weights=weights.get("mrcnn"),
+                              params=params)
     truth = keep = None
     if args.labels:
         from preprocessing.dataset import load_dataset
@@ -86,15 +132,16 @@ def predict(args: argparse.Namespace) -> int:
         keep = dict.fromkeys(truth)
     started = time.time()
     counts = predict_folder(pipeline, args.images, args.out, not args.no_overlays, not args.no_labels,
-                            progress=True, keep_labels=keep)
+                            progress=True, keep_labels=keep, shard=args.shard, resume=args.resume, settings=settings)
     elapsed = time.time() - started
     out = Path(args.out)
     if truth is not None:
         result = report_against_truth(truth, keep, out, args.sheet_images)
         print(f"DSB score on {len(result['per_image'])} labelled images: {result['score']:.4f}")
         print(f"contact sheet: {out / 'contact_sheet.html'}")
-    print(f"{len(counts)} images, {sum(counts.values())} nuclei in {elapsed:.1f} s "
-          f"({elapsed / len(counts):.2f} s/image)")
+    done_earlier = f" ({len(counts.skipped)} done earlier, skipped)" if counts.skipped else ""
+    per_image = f"{elapsed / counts.predicted:.2f} s/image" if counts.predicted else "nothing to predict"
+    print(f"{len(counts)} images{done_earlier}, {sum(counts.values())} nuclei in {elapsed:.1f} s ({per_image})")
     print(f"submission: {out / 'submission.csv'}")
     if not args.no_overlays:
         print(f"overlays:   {out / 'overlays'}/")

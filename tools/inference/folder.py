@@ -1,24 +1,71 @@
 """Predict a folder of images: submission CSV, label images, overlays, and a score when labels exist.
 
+A run writes into its output folder OUT::
+
+    OUT/run.json              the run's manifest (tools/kaggle/merge.py): its settings, shard, image ids;
+                              written first ("finished": false), rewritten last ("finished": true)
+    OUT/.records/<id>.json    each image's nuclei (RLEs) as soon as it is predicted: --resume skips
+                              images whose record belongs to a run of the same settings
+    OUT/labels/<id>.png       16-bit instance labels (unless --no-labels)
+    OUT/overlays/<id>.png     outlines on the image (unless --no-overlays)
+    OUT/submission.csv        written once, at the end, from every image's record
+
+Every file is written atomically, and an image's record only after its label image and overlay,
+so a run killed at any moment (even kill -9) leaves each file whole or absent, and a run
+resumed with ``--resume`` (same settings, refused otherwise, naming the field) writes the same
+submission as one never interrupted. A new run removes the submission an earlier run left at
+its start: a folder without submission.csv holds no finished run.
+
+``--shard K/N`` predicts every N-th image of the sorted ids (ids k-1, k-1+N, ...), so N machines
+split a test set without talking to each other; each shard needs its own OUT, and
+``python -m tools.merge_submissions`` joins their submissions.
+
 An output folder holds one run only: outputs an earlier run left there (label PNGs and overlays of
-images not predicted now, a score and contact sheet this run does not rewrite) are removed,
-matched by the names this module writes (:data:`OWN_OUTPUTS`); nothing else in the folder is touched.
+images not in this run, their records, a score and contact sheet this run does not rewrite) are
+removed, matched by the names this module writes (:data:`OWN_OUTPUTS`); nothing else in the
+folder is touched.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from preprocessing.errors import NucleiError
+from tools.kaggle.merge import (RUN_FILE, RUN_KIND, SUBMISSION_FILE, describe_difference, ids_digest,
+                                read_manifest, settings_differences)
 
 # what a run writes into OUT, by folder: <id>.png per image; the score report (report_against_truth)
 PER_IMAGE_FOLDERS = ("labels", "overlays")
 REPORT_FILES = ("score.json", "contact_sheet.html", "contact_sheet.png")
 REPORT_FOLDER = "contact"  # contact/<id>.png thumbnails of the contact sheet
-OWN_OUTPUTS = tuple(f"{folder}/<id>.png" for folder in PER_IMAGE_FOLDERS + (REPORT_FOLDER,)) + REPORT_FILES
+RECORDS_FOLDER = ".records"  # <id>.json: one image's result, what --resume and the submission read
+OWN_OUTPUTS = (tuple(f"{folder}/<id>.png" for folder in PER_IMAGE_FOLDERS + (REPORT_FOLDER,)) + REPORT_FILES
+               + (f"{RECORDS_FOLDER}/<id>.json", RUN_FILE, SUBMISSION_FILE))
+RECORD_KIND = "prediction_record"
+
+
+class FolderRun(dict):
+    """{image id: nucleus count} of every image of a run, sorted by id, plus how it went.
+
+    Attributes:
+        skipped: ids ``--resume`` found already done (not predicted again).
+        shard: (K, N); (1, 1) for a whole folder.
+    """
+
+    def __init__(self, counts: dict[str, int], skipped: list[str], shard: tuple[int, int]):
+        super().__init__(counts)
+        self.skipped = skipped
+        self.shard = shard
+
+    @property
+    def predicted(self) -> int:
+        """Images this run predicted (not skipped)."""
+        return len(self) - len(self.skipped)
 
 
 def list_images(images_dir: str | Path) -> list[tuple[str, Path]]:
@@ -38,65 +85,242 @@ def list_images(images_dir: str | Path) -> list[tuple[str, Path]]:
     return items
 
 
-def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, overlays: bool = True,
-                   label_images: bool = True, progress: bool = True,
-                   keep_labels: dict[str, Any] | None = None) -> dict[str, int]:
-    """Predict every image under ``images_dir``; write outputs; return {id: nucleus count}.
+# --- shards ---------------------------------------------------------------------------------------
 
-    ``predictor`` is anything with ``predict(image) -> (labels, scores)`` (an
-    InferencePipeline). ``keep_labels``: optional dict filled with {id: labels} for the
-    ids it already holds as keys (for scoring; the caller then writes the score report with
-    :func:`report_against_truth`). Writes OUT/submission.csv, OUT/labels/<id>.png (16-bit),
-    OUT/overlays/<id>.png, each atomically, with a progress bar (``progress``; see
-    :mod:`tools.progress`). Then removes what an earlier run left in OUT
-    (:func:`remove_stale_outputs`) and says how many files went.
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N; NucleiError otherwise."""
+    parts = str(text).split("/")
+    try:
+        index, count = (int(part) for part in parts)
+    except ValueError:
+        raise NucleiError(f"--shard takes K/N (this machine's share K of N, e.g. 2/4), got {text!r}") from None
+    if not 1 <= index <= count:
+        raise NucleiError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+    return index, count
+
+
+def select_shard(items: list[tuple[str, Path]], shard: tuple[int, int] = (1, 1)) -> list[tuple[str, Path]]:
+    """Shard K of N of ``items``: every N-th of them sorted by id, starting at the K-th."""
+    index, count = shard
+    return sorted(items)[index - 1::count]
+
+
+# --- run settings and per-image records -------------------------------------------------------------
+
+def file_digest(*paths: str | Path) -> str:
+    """sha256 (hex, first 16 digits) of the bytes of the existing ``paths`` together."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        if path.is_file():
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def model_settings(model: str, weights: dict[str, str | Path], params: Any) -> dict[str, Any]:
+    """What decides a run's predictions: the model, its weights (by content: the weights file and
+    the config JSON beside it, so a copy elsewhere matches), and the InferenceParams."""
+    from preprocessing.settings import config_path_for
+
+    return {"model": model,
+            "weights": {name: file_digest(path, config_path_for(path)) for name, path in sorted(weights.items())},
+            "params": params.to_dict()}
+
+
+def run_settings(settings: dict[str, Any] | None, images_dir: str | Path, shard: tuple[int, int] = (1, 1),
+                 overlays: bool = True, label_images: bool = True) -> dict[str, Any]:
+    """``settings`` (e.g. :func:`model_settings`) completed with the run's images, shard and
+    outputs, in the plain-JSON form they have when read back from run.json."""
+    complete = {**(settings or {}), "images": str(Path(images_dir).resolve()), "shard": f"{shard[0]}/{shard[1]}",
+                "outputs": {"labels": bool(label_images), "overlays": bool(overlays)}}
+    return json.loads(json.dumps(complete, default=str))
+
+
+def _settings_digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def check_out_folder(out_dir: str | Path, settings: dict[str, Any], resume: bool = False) -> dict[str, Any] | None:
+    """Refuse what cannot go on in ``out_dir``; return the manifest of the run it holds, if any.
+
+    ``settings``: :func:`run_settings` of the run about to start. With ``resume`` the earlier run
+    must have the same settings (NucleiError naming the first field that differs); a folder with
+    no run resumes as a fresh start. Without it an earlier run is replaced, except another shard
+    of this same prediction (each shard needs its own folder). Cheap: call it before loading a model.
     """
-    from preprocessing.dataset import read_image, write_png
-    from tools.inference.overlay import draw_outlines
-    from tools.kaggle.submission import write_submission
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NucleiError("--out is a file, expected a folder", out_dir)
+    path = out_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        earlier = read_manifest(path)
+    except NucleiError as error:
+        if resume:
+            raise NucleiError(f"cannot resume: {error}; run without --resume to start over") from None
+        return None  # replaced by this run
+    differences = settings_differences(settings, earlier["settings"])
+    if resume and differences:
+        others = [field for field, _, _ in differences[1:]]
+        raise NucleiError("cannot resume: " + describe_difference(differences[0], "now", "in the run there")
+                          + (f" (also differs: {', '.join(others)})" if others else "")
+                          + "; run without --resume to start over, or use another --out", path)
+    if not resume and settings["shard"] != earlier["settings"].get("shard"):
+        here, there = parse_shard(settings["shard"]), (earlier["shard"]["index"], earlier["shard"]["count"])
+        if here[1] > 1 and there[1] > 1 and not settings_differences(settings, earlier["settings"], ("shard",)):
+            raise NucleiError(f"holds shard {there[0]}/{there[1]} of this same prediction; give each shard "
+                              f"its own --out (or delete {RUN_FILE} there to replace it)", out_dir)
+    return earlier
+
+
+def read_record(path: Path, run: str) -> tuple[tuple[int, int], list[str]] | None:
+    """(shape, RLEs) of an image's record if it belongs to the run ``run`` (a settings digest), else None."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("kind") != RECORD_KIND or record.get("run") != run:
+            return None
+        height, width = (int(n) for n in record["shape"])
+        rles = record["rles"]
+        if not all(isinstance(rle, str) for rle in rles):
+            return None
+        return (height, width), rles
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # not there, or not one of ours: predict the image again
+
+
+def write_record(path: Path, run: str, shape: tuple[int, int], rles: list[str]) -> None:
+    """One image's result, atomically: the RLE of each nucleus, the image size, the run's digest."""
+    from preprocessing.files import write_text_atomically
+
+    write_text_atomically(path, json.dumps({"kind": RECORD_KIND, "run": run, "shape": list(shape),
+                                            "rles": rles}) + "\n")
+
+
+def _manifest(settings: dict[str, Any], shard: tuple[int, int], ids: list[str], all_ids: list[str],
+              results: dict[str, tuple[tuple[int, int], list[str]]] | None = None) -> dict[str, Any]:
+    manifest = {"kind": RUN_KIND, "settings": settings, "shard": {"index": shard[0], "count": shard[1]},
+                "images_total": len(all_ids), "all_ids_sha256": ids_digest(all_ids), "ids": ids,
+                "finished": results is not None}
+    if results is not None:
+        manifest["nuclei"] = sum(len(rles) for _, rles in results.values())
+        manifest["shapes"] = {image_id: list(results[image_id][0]) for image_id in ids}
+    return manifest
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, overlays: bool = True,
+                   label_images: bool = True, progress: bool = True,
+                   keep_labels: dict[str, Any] | None = None, shard: tuple[int, int] | None = None,
+                   resume: bool = False, settings: dict[str, Any] | None = None) -> FolderRun:
+    """Predict the images under ``images_dir`` (shard K of N: see :func:`select_shard`); write
+    outputs; return {id: nucleus count} as a :class:`FolderRun`.
+
+    Args:
+        predictor: anything with ``predict(image) -> (labels, scores)`` (an InferencePipeline).
+        keep_labels: optional dict filled with {id: labels} for the ids it already holds as keys
+            (for scoring; the caller then writes the score report with :func:`report_against_truth`).
+        shard: (K, N); None: every image.
+        resume: skip images whose record a run of the same settings left in OUT (and whose label
+            image and overlay are there when asked for); refused if OUT's run has other settings.
+        settings: what decides the predictions (:func:`model_settings`), stored in run.json and
+            compared on ``resume``; None: nothing but the images, shard and outputs.
+
+    Writes the files of the module docstring, each atomically, with a progress bar (``progress``;
+    see :mod:`tools.progress`). Then removes what an earlier run left in OUT
+    (:func:`remove_stale_outputs`) and says how many files went.
+    """
+    from preprocessing.dataset import read_image, write_png
+    from preprocessing.files import remove_stale_temporaries, save_json_atomic
+    from tools.inference.overlay import draw_outlines
+    from tools.kaggle.rle import labels_to_rles
+    from tools.kaggle.submission import rles_to_labels, write_rle_submission
+
+    out_dir = Path(out_dir)
+    shard = shard or (1, 1)
     items = list_images(images_dir)
+    mine = select_shard(items, shard)
+    settings = run_settings(settings, images_dir, shard, overlays, label_images)
+    earlier = check_out_folder(out_dir, settings, resume)
+    records = out_dir / RECORDS_FOLDER
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for sub, wanted in (("labels", label_images), ("overlays", overlays)):
+        for sub, wanted in (("labels", label_images), ("overlays", overlays), (RECORDS_FOLDER, True)):
             if wanted:
                 if (out_dir / sub).exists() and not (out_dir / sub).is_dir():
                     raise NucleiError(f"is a file, expected the {sub}/ folder of --out", out_dir / sub)
                 (out_dir / sub).mkdir(exist_ok=True)
     except OSError as error:
         raise NucleiError(f"cannot create the output folder: {error.strerror or error}", out_dir) from None
-    counts: dict[str, int] = {}
-    iterator = items
+    for folder in (out_dir, records, *(out_dir / sub for sub in PER_IMAGE_FOLDERS)):
+        remove_stale_temporaries(folder)  # what a run killed mid-write left
+    (out_dir / SUBMISSION_FILE).unlink(missing_ok=True)  # an earlier run's: never taken for this one's
+
+    run = _settings_digest(settings)
+    results: dict[str, tuple[tuple[int, int], list[str]]] = {}
+    if resume:
+        for image_id, _ in mine:
+            done = read_record(records / f"{image_id}.json", run)
+            if done is not None and all((out_dir / sub / f"{image_id}.png").is_file()
+                                        for sub, wanted in (("labels", label_images), ("overlays", overlays))
+                                        if wanted):
+                results[image_id] = done
+        print(f"resume: {len(results)} of {len(mine)} images already done in {out_dir}, skipped; "
+              f"predicting {len(mine) - len(results)}")
+    elif earlier is not None and not earlier["finished"] and not settings_differences(settings, earlier["settings"]):
+        print(f"note: {out_dir} holds an unfinished run of these settings; --resume would skip its finished images")
+    if shard[1] > 1:
+        print(f"shard {shard[0]}/{shard[1]}: {len(mine)} of {len(items)} images")
+    skipped = sorted(results)
+    ids = [image_id for image_id, _ in mine]
+    all_ids = sorted(image_id for image_id, _ in items)
+    save_json_atomic(out_dir / RUN_FILE, _manifest(settings, shard, ids, all_ids))
+
+    todo = [(image_id, path) for image_id, path in mine if image_id not in results]
+    iterator: Iterable[tuple[str, Path]] = todo
     if progress:
         from tools.progress import progress as progress_bar
 
-        iterator = progress_bar(items, desc="predicting")
+        iterator = progress_bar(todo, desc="predicting")
+    for image_id, path in iterator:
+        image = read_image(path)
+        labels, _ = predictor.predict(image)
+        if label_images:
+            write_png(out_dir / "labels" / f"{image_id}.png", labels.astype(np.uint16))
+        if overlays:
+            write_png(out_dir / "overlays" / f"{image_id}.png", draw_outlines(image, labels))
+        result = (tuple(int(n) for n in labels.shape[:2]), labels_to_rles(labels))
+        write_record(records / f"{image_id}.json", run, *result)  # last: the image is done
+        results[image_id] = result
+        if keep_labels is not None and image_id in keep_labels:
+            keep_labels[image_id] = labels
+    if keep_labels is not None:
+        for image_id in skipped:
+            if image_id in keep_labels:
+                shape, rles = results[image_id]
+                keep_labels[image_id] = rles_to_labels(rles, shape, f"{records / image_id}.json")
 
-    def predictions():
-        for image_id, path in iterator:
-            image = read_image(path)
-            labels, _ = predictor.predict(image)
-            counts[image_id] = int(labels.max())
-            if keep_labels is not None and image_id in keep_labels:
-                keep_labels[image_id] = labels
-            if label_images:
-                write_png(out_dir / "labels" / f"{image_id}.png", labels.astype(np.uint16))
-            if overlays:
-                write_png(out_dir / "overlays" / f"{image_id}.png", draw_outlines(image, labels))
-            yield image_id, labels
-
-    write_submission(out_dir / "submission.csv", predictions())
-    written = {folder: set(counts) if wanted else set()
+    write_rle_submission(out_dir / SUBMISSION_FILE, ((image_id, results[image_id][1]) for image_id in ids))
+    save_json_atomic(out_dir / RUN_FILE, _manifest(settings, shard, ids, all_ids, results))
+    written = {folder: set(results) if wanted else set()
                for folder, wanted in (("labels", label_images), ("overlays", overlays))}
     removed = remove_stale_outputs(out_dir, written, keep_report=keep_labels is not None,
                                    inputs=[path for _, path in items])
+    _remove_stale_records(records, set(results))
     if removed:
         print(f"removed {len(removed)} file{'s' if len(removed) != 1 else ''} an earlier run left in {out_dir}: "
               f"{_describe(removed, out_dir)}")
-    return counts
+    return FolderRun({image_id: len(results[image_id][1]) for image_id in ids}, skipped, shard)
+
+
+def _remove_stale_records(records: Path, ids: set[str]) -> None:
+    """Remove the records of images not in this run (an earlier run's; not counted: internal)."""
+    for path in records.glob("*.json"):
+        if path.stem not in ids and not path.name.startswith(".") and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
 
 def _describe(paths: list[Path], out_dir: Path) -> str:

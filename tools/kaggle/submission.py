@@ -13,6 +13,7 @@ so a reader never sees half a file. Every problem a user can cause raises
 
 import csv
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from tools.kaggle.rle import labels_to_rles, parse_runs, run_pixels
 
 SUBMISSION_COLUMNS = ("ImageId", "EncodedPixels")
 SOLUTION_COLUMNS = ("ImageId", "EncodedPixels", "Height", "Width")
+_RLE_ROW = re.compile(r" *[0-9][0-9 ]*")  # what an EncodedPixels cell of a nucleus may hold
 
 
 class SolutionImage(NamedTuple):
@@ -49,21 +51,47 @@ def write_submission(path, items):
         NucleiError: an image id given twice, an empty id or one containing a comma,
             or labels that are not a 2-D integer image.
     """
+    def encoded():
+        for image_id, labels in items:
+            labels = np.asarray(labels)
+            if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+                raise NucleiError(f"image {image_id}: labels must be an integer [H, W] image, "
+                                  f"got {labels.dtype} {labels.shape}", path)
+            yield image_id, labels_to_rles(labels)
+
+    return write_rle_submission(path, encoded())
+
+
+def write_rle_submission(path, items):
+    """Write a Kaggle submission CSV from nuclei already run-length encoded.
+
+    Args:
+        path: output file (written atomically: a reader sees the old file or the whole new one).
+        items: iterable of (image_id, [RLE string, ...]), one string per nucleus, in the
+            order to write; an image with no nucleus (empty list) gets one row with empty
+            EncodedPixels, as Kaggle wants every image listed.
+
+    Returns:
+        (n_images, n_nuclei) written.
+
+    Raises:
+        NucleiError: an image id given twice, an empty id or one with a comma, quote or
+            newline, or an RLE string that is empty or holds anything but digits and spaces.
+    """
     lines = [",".join(SUBMISSION_COLUMNS)]
     seen = set()
     n_nuclei = 0
-    for image_id, labels in items:
+    for image_id, rles in items:
         image_id = str(image_id)
         if not image_id or any(c in image_id for c in ',"\r\n'):
             raise NucleiError(f"image id {image_id!r} cannot be written in a CSV row", path)
         if image_id in seen:
             raise NucleiError(f"image {image_id} is given twice", path)
         seen.add(image_id)
-        labels = np.asarray(labels)
-        if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-            raise NucleiError(f"image {image_id}: labels must be an integer [H, W] image, "
-                              f"got {labels.dtype} {labels.shape}", path)
-        rles = labels_to_rles(labels)
+        rles = list(rles)
+        for rle in rles:
+            if not isinstance(rle, str) or not _RLE_ROW.fullmatch(rle):
+                raise NucleiError(f"image {image_id}: {rle!r} is not an RLE string of a nucleus", path)
         n_nuclei += len(rles)
         lines.extend(f"{image_id},{rle}" for rle in rles or [""])
     write_text_atomically(path, "\n".join(lines) + "\n")

@@ -93,3 +93,67 @@ def test_the_contact_sheet_keeps_no_thumbnail_of_an_earlier_run(images, tmp_path
     assert result["score"] == 1.0
     assert sorted(p.name for p in (out / "contact").iterdir()) == ["a.png"]  # not old.png
     assert (out / "score.json").read_text() != "earlier"
+
+
+class CountingModel(SquareModel):
+    """SquareModel that counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, image):
+        self.calls += 1
+        return super().predict(image)
+
+
+@pytest.fixture
+def five_images(tmp_path):
+    folder = tmp_path / "five"
+    folder.mkdir()
+    for image_id in ("e", "a", "d", "b", "c"):
+        write_png(folder / f"{image_id}.png", np.full((16, 16, 3), 40, np.uint8))
+    return folder
+
+
+def test_a_shard_takes_every_nth_sorted_id_and_a_sibling_shard_is_refused_its_folder(five_images, tmp_path, capsys):
+    from preprocessing.errors import NucleiError
+
+    out = tmp_path / "out"
+    counts = predict_folder(SquareModel(), five_images, out, progress=False, shard=(2, 2))
+    assert list(counts) == ["b", "d"] and counts.shard == (2, 2)
+    assert sorted(p.stem for p in (out / "labels").iterdir()) == ["b", "d"]
+    assert "shard 2/2: 2 of 5 images" in capsys.readouterr().out
+    with pytest.raises(NucleiError, match="holds shard 2/2 of this same prediction"):
+        predict_folder(SquareModel(), five_images, out, progress=False, shard=(1, 2))
+    assert sorted(p.stem for p in (out / "labels").iterdir()) == ["b", "d"]  # untouched
+    empty = predict_folder(SquareModel(), five_images, tmp_path / "empty", progress=False, shard=(6, 9))
+    assert dict(empty) == {} and (tmp_path / "empty" / "submission.csv").read_text() == "ImageId,EncodedPixels\n"
+
+
+def test_resume_predicts_only_what_is_not_done_and_scores_every_image(five_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    predict_folder(SquareModel(), five_images, out, overlays=False, progress=False, settings={"model": "square"})
+    whole = (out / "submission.csv").read_text()
+    (out / ".records" / "c.json").unlink()
+    (out / "labels" / "e.png").unlink()
+    model = CountingModel()
+    keep = dict.fromkeys("abcde")
+    counts = predict_folder(model, five_images, out, overlays=False, progress=False, keep_labels=keep, resume=True,
+                            settings={"model": "square"})
+    assert model.calls == 2 and counts.skipped == ["a", "b", "d"] and counts.predicted == 2
+    assert "resume: 3 of 5 images already done" in capsys.readouterr().out
+    assert (out / "submission.csv").read_text() == whole
+    assert all(keep[i] is not None and keep[i].sum() == 16 for i in "abcde")  # skipped ones decoded from records
+
+
+def test_a_fresh_run_ignores_records_and_drops_those_of_images_it_does_not_predict(five_images, images, tmp_path):
+    from preprocessing.errors import NucleiError
+
+    out = tmp_path / "out"
+    predict_folder(SquareModel(), five_images, out, progress=False)
+    model = CountingModel()
+    predict_folder(model, images, out, progress=False)  # not --resume: everything again
+    assert model.calls == 2
+    assert sorted(p.stem for p in (out / ".records").iterdir()) == ["a", "b"]
+    with pytest.raises(NucleiError, match="outputs.overlays is False now but True"):
+        predict_folder(SquareModel(), images, out, overlays=False, progress=False, resume=True)

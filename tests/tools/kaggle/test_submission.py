@@ -111,3 +111,72 @@ def test_read_solution_shapes_and_ignored_rows(tmp_path):
     path.write_text("ImageId,EncodedPixels\na,1 2\n")
     with pytest.raises(NucleiError, match="expected 'ImageId,EncodedPixels,Height,Width'"):
         read_solution(path)
+
+
+# --- merging shards (tools/kaggle/merge.py) ---------------------------------------------------------
+
+def shard_folder(root, index, count, images, finished=True, settings=None, all_ids=None):
+    """A shard's --out as predict writes it: submission.csv + run.json; images: {id: [rle, ...]}."""
+    import json
+
+    from tools.kaggle.merge import ids_digest
+    from tools.kaggle.submission import write_rle_submission
+
+    folder = root / f"s{index}"
+    write_rle_submission(folder / "submission.csv", sorted(images.items()))
+    all_ids = all_ids or ["a", "b", "c", "d"]
+    (folder / "run.json").write_text(json.dumps({
+        "kind": "prediction_run", "settings": settings or {"model": "unet", "shard": f"{index}/{count}"},
+        "shard": {"index": index, "count": count}, "images_total": len(all_ids),
+        "all_ids_sha256": ids_digest(all_ids), "ids": sorted(images), "finished": finished,
+        "shapes": {image_id: [3, 3] for image_id in images}}))
+    return folder
+
+
+def test_merge_keeps_the_empty_row_of_an_image_without_nuclei(tmp_path):
+    from tools.kaggle.merge import merge_submissions
+
+    first = shard_folder(tmp_path, 1, 2, {"a": ["1 2"], "c": []})
+    second = shard_folder(tmp_path, 2, 2, {"b": ["1 1", "5 2"], "d": []})
+    report = merge_submissions(tmp_path / "m.csv", [second, first])
+    assert (report.images, report.nuclei, report.shards, report.manifests) == (4, 3, 2, True)
+    assert (tmp_path / "m.csv").read_text().splitlines() == ["ImageId,EncodedPixels", "a,1 2", "b,1 1", "b,5 2",
+                                                             "c,", "d,"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unfinished", "shard 2/2 has not finished"),
+    ("settings", "params.tta is 2 here but 1"),
+    ("image set", "split another image set"),
+    ("twice", "shard 1/2 is given twice"),
+    ("bare", "has no run.json beside it"),
+    ("csv lacks", "image d of shard 2/2 has no row"),
+    ("outside", "runs past the last pixel 9"),
+])
+def test_merge_refuses_shards_that_do_not_make_one_submission(tmp_path, case, message):
+    from tools.kaggle.merge import merge_submissions
+
+    settings = {"model": "unet", "params": {"tta": 1}}
+    first = shard_folder(tmp_path, 1, 2, {"a": ["1 2"], "c": []}, settings=settings)
+    options = {"finished": case != "unfinished",
+               "settings": {**settings, "params": {"tta": 2 if case == "settings" else 1}},
+               "all_ids": ["a", "b", "c", "e"] if case == "image set" else None}
+    second = shard_folder(tmp_path, 2, 2, {"b": ["1 1" if case != "outside" else "9 2"], "d": []}, **options)
+    sources = {"twice": [first, first], "bare": [first, second / "submission.csv"]}.get(case, [first, second])
+    if case == "bare":
+        (second / "submission.csv").rename(second / "s2.csv")
+        sources = [first, second / "s2.csv"]
+    if case == "csv lacks":
+        (second / "submission.csv").write_text("ImageId,EncodedPixels\nb,1 1\n")
+    with pytest.raises(NucleiError, match=message):
+        merge_submissions(tmp_path / "m.csv", sources)
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_write_rle_submission_rejects_what_is_not_an_rle(tmp_path):
+    from tools.kaggle.submission import write_rle_submission
+
+    for bad in ("", "1 2,3", "1 2\n3 4", "x"):
+        with pytest.raises(NucleiError, match="not an RLE string"):
+            write_rle_submission(tmp_path / "s.csv", [("a", [bad])])
+    assert not (tmp_path / "s.csv").exists()
