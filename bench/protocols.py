@@ -96,6 +96,8 @@ def main() -> int:
     parser.add_argument("--domains", required=True, help="domain file from bench/domains.py")
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--pipelines", default=",".join(HELD_OUT))
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS[,PARAMS]",
+                        help="also score this model (not ranked: it has no held-out figure), repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "protocols.json"))
     args = parser.parse_args()
@@ -107,7 +109,15 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     plain = [(s.image_id, s.image, s.labels) for s in samples]
     shifted = [(s.image_id, *shift_sample(s, rng)) for s in samples]
-    names = args.pipelines.split(",")
+    names = [name for name in args.pipelines.split(",") if name]
+    for text in args.candidate:
+        name, _, files = text.partition("=")
+        weights, _, params = files.partition(",")
+        from tools.inference.models import model_of_weights
+
+        PIPELINES[name] = {"weights": weights, "model": model_of_weights(weights),
+                           **({"params": params} if params else {"use_shipped_params": False})}
+        names.append(name)
     results = {}
     for name in names:
         started = time.time()
