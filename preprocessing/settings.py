@@ -95,6 +95,12 @@ class Settings:
         unknown = set(values) - set(cls.field_names())
         if unknown:
             raise NucleiError(f"unknown {cls.kind} fields: {', '.join(sorted(unknown))}", source)
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                problem = _type_problem(field.default, values[field.name])
+                if problem:
+                    raise NucleiError(f"{cls.kind} field {field.name} must be {problem}, got {values[field.name]!r}",
+                                      source)
         try:
             return cls(**values)
         except NucleiError as error:
@@ -132,6 +138,24 @@ class Settings:
     def upgrade(cls, document: Any) -> Any:
         """Turn an older file layout into the current one (subclasses that had one)."""
         return document
+
+
+def _type_problem(default: Any, value: Any) -> str | None:
+    """What a JSON value for a field with this default should be, when it is not (else None).
+
+    Only plain scalar defaults are checked (a None default or a container says nothing), so
+    that a string where a number belongs names its field instead of failing deep in validate()."""
+    if value is None:  # optional fields take null; validate() decides
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if isinstance(default, float):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    return None
 
 
 def read_json(path: str | Path) -> Any:

@@ -393,7 +393,7 @@ def test_train_on_a_truncated_image_names_it(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, word", [("{", "not valid JSON"), ('{"kind": "mrcnn", "config": {}}', "kind"),
-                                           ('{"kind": "unet", "config": {"depth": "deep"}}', "value"),
+                                           ('{"kind": "unet", "config": {"depth": "deep"}}', "depth"),
                                            ('{"kind": "unet", "config": {"layers": 3}}', "layers")])
 def test_train_with_a_broken_config_names_it(tmp_path, capsys, content, word):
     from tools.train import main
