@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from preprocessing.dataset import load_dataset, load_training_samples  # noqa: E402
 from preprocessing.domains import (N_DOMAINS, assign_domains, default_holdout, domain_distances,  # noqa: E402
+                                   domain_reference, save_reference,
                                    image_features, kind_of, save_domains)
 
 
@@ -104,6 +105,9 @@ def main(argv=None):
     parser.add_argument("--n-domains", type=int, default=N_DOMAINS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "domains.json")
+    parser.add_argument("--reference", type=Path,
+                        help="also write the compact domain reference tools.predict uses to flag unfamiliar "
+                             "images (weights/training_domains.json for the shipped models)")
     args = parser.parse_args(argv)
 
     samples = load_training_samples(args.data, args.exclude, args.max_images, args.seed)
@@ -129,6 +133,11 @@ def main(argv=None):
         extra["test_distances"] = {i: p["distance"] for i, p in sorted(placed.items())}
     save_domains(args.out, domains, extra)
     print(f"\nwrote {args.out}")
+    if args.reference:
+        reference = domain_reference(features, domains)
+        reference["command"] = extra["command"]
+        save_reference(args.reference, reference)
+        print(f"wrote {args.reference}")
 
 
 if __name__ == "__main__":

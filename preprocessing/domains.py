@@ -48,6 +48,7 @@ KINDS = ("fluo", "bright", "histo")
 IMAGE_ONLY_FEATURES = ("log_height", "log_width", "mean_intensity", "background_lightness", "saturation", "red_minus_blue")
 NUCLEUS_FEATURES = ("log_median_nucleus_area", "log_nuclei_per_megapixel")
 DOMAINS_FORMAT = "nuclei-seg domains v1"
+REFERENCE_FORMAT = "nuclei-seg domain reference v1"
 # 10 gives stage1_train 6 grey-dark, 1 grey-light and 3 colour domains (clusters_per_kind):
 # the colour images split by nucleus size (magnification), the grey ones by size and nuclei.
 N_DOMAINS = 10
@@ -296,6 +297,71 @@ def nearest_domain(features: dict[str, float], train_features: dict[str, dict[st
     nearest centroid (see domain_distances; ties go to the first name)."""
     distances = domain_distances(features, train_features, domains)
     return min(distances, key=lambda name: (distances[name], name))
+
+
+# --- how familiar a new image is ------------------------------------------------------------------
+
+def domain_reference(train_features: dict[str, dict[str, float]], domains: dict[str, str]) -> dict:
+    """What :func:`reference_distance` needs of a training set, small enough to ship beside weights.
+
+    Per kind: the scaling of domain_distances (image-only features), each domain's standardised
+    centroid, and the largest distance of a training image to its own domain's centroid.
+
+    Returns:
+        {'format', 'features': [names], 'kinds': {kind: {'mean': [d], 'scale': [d],
+        'centroids': {domain: [d]}, 'max_distance': float, 'images': int}}} (JSON-able).
+    """
+    ids = sorted(domains)
+    kinds = {}
+    for kind in KINDS:
+        members = [i for i in ids if kind_of(train_features[i]) == kind]
+        if not members:
+            continue
+        vectors = np.stack([_feature_vector(train_features[i], IMAGE_ONLY_FEATURES) for i in members])
+        mean, scale = _kind_scaling(vectors)
+        points = _standardise(vectors, mean, scale)
+        names = np.array([domains[i] for i in members])
+        centroids = {name: points[names == name].mean(axis=0) for name in sorted(set(names.tolist()))}
+        own = [float(np.linalg.norm(point - centroids[name])) for point, name in zip(points, names)]
+        kinds[kind] = {"mean": mean.tolist(), "scale": scale.tolist(),
+                       "centroids": {name: c.tolist() for name, c in centroids.items()},
+                       "max_distance": max(own), "images": len(members)}
+    return {"format": REFERENCE_FORMAT, "features": list(IMAGE_ONLY_FEATURES), "kinds": kinds}
+
+
+def reference_distance(features: dict[str, float], reference: dict) -> tuple[str | None, float, float]:
+    """How far an image lies from the training set a reference describes.
+
+    Args:
+        features: image_features(image) (no labels needed).
+        reference: from domain_reference (or load_reference).
+
+    Returns:
+        (nearest domain, distance to its centroid in standard deviations, the largest such
+        distance of a training image of the same kind). An image of a kind the training set
+        lacks gets (None, inf, 0.0).
+    """
+    entry = reference["kinds"].get(kind_of(features))
+    if entry is None:
+        return None, float("inf"), 0.0
+    point = _standardise(_feature_vector(features, tuple(reference["features"])), np.array(entry["mean"]),
+                         np.array(entry["scale"]))
+    distances = {name: float(np.linalg.norm(point - np.array(c))) for name, c in entry["centroids"].items()}
+    name = min(distances, key=lambda n: (distances[n], n))
+    return name, distances[name], float(entry["max_distance"])
+
+
+def save_reference(path: str | Path, reference: dict) -> None:
+    """Write a domain_reference atomically."""
+    save_json_atomic(path, reference)
+
+
+def load_reference(path: str | Path) -> dict:
+    """A file written by save_reference; NucleiError naming the file when it is not one."""
+    payload = read_json(path)
+    if not isinstance(payload, dict) or payload.get("format") != REFERENCE_FORMAT or "kinds" not in payload:
+        raise NucleiError(f"not a domain reference file (expected \"format\": \"{REFERENCE_FORMAT}\")", path)
+    return payload
 
 
 # --- splits and scores ---------------------------------------------------------------------------

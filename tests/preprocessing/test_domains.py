@@ -219,3 +219,40 @@ def test_bad_domain_files_raise_naming_the_file(tmp_path, text):
         load_domains(path)
     with pytest.raises(NucleiError, match="not found"):
         load_domains(tmp_path / "missing.json")
+
+
+# --- how familiar a new image is -----------------------------------------------------------------
+
+def test_reference_flags_an_acquisition_unlike_any_training_image(dataset, tmp_path):
+    from preprocessing.domains import domain_reference, load_reference, reference_distance, save_reference
+
+    features, truth = dataset
+    train = {i: f for i, f in features.items() if truth[i] != "histo-pink"}  # no pink H&E in training
+    reference = domain_reference(train, assign_domains(train, n_domains=4))
+    save_reference(tmp_path / "ref.json", reference)
+    reference = load_reference(tmp_path / "ref.json")
+    for image_id in train:  # every training image is within its kind's own extreme
+        _, distance, limit = reference_distance(train[image_id], reference)
+        assert distance <= limit + 1e-9
+    new_purple = image_features(*synthetic("histo-purple", seed=999))
+    new_pink = image_features(*synthetic("histo-pink", seed=999))
+    assert reference_distance(new_purple, reference)[1] <= reference_distance(new_purple, reference)[2]
+    domain, distance, limit = reference_distance(new_pink, reference)
+    assert domain.startswith("histo-") and distance > limit
+
+
+def test_reference_of_a_kind_training_lacks_is_infinitely_far(dataset):
+    from preprocessing.domains import domain_reference, reference_distance
+
+    features, truth = dataset
+    fluo = {i: f for i, f in features.items() if truth[i].startswith("fluo")}
+    reference = domain_reference(fluo, assign_domains(fluo, n_domains=2))
+    assert reference_distance(image_features(*synthetic("bright", seed=5)), reference) == (None, float("inf"), 0.0)
+
+
+def test_a_file_that_is_no_reference_is_refused(tmp_path):
+    from preprocessing.domains import load_reference
+
+    (tmp_path / "x.json").write_text('{"format": "other"}')
+    with pytest.raises(NucleiError, match="x.json"):
+        load_reference(tmp_path / "x.json")

@@ -48,6 +48,9 @@ OWN_OUTPUTS = (tuple(f"{folder}/<id>.png" for folder in PER_IMAGE_FOLDERS + (REP
                + (f"{RECORDS_FOLDER}/<id>.json", RUN_FILE, SUBMISSION_FILE))
 RECORD_KIND = "prediction_record"
 
+# predicted images that look unlike every training acquisition (predict_folder's ``reference``)
+UNFAMILIAR_FILE = "unfamiliar.json"
+
 
 class FolderRun(dict):
     """{image id: nucleus count} of every image of a run, sorted by id, plus how it went.
@@ -55,12 +58,16 @@ class FolderRun(dict):
     Attributes:
         skipped: ids ``--resume`` found already done (not predicted again).
         shard: (K, N); (1, 1) for a whole folder.
+        unfamiliar: {id: {'domain', 'distance', 'limit'}} of predicted images farther from every
+            training domain than any training image (see :func:`unfamiliar_image`).
     """
 
-    def __init__(self, counts: dict[str, int], skipped: list[str], shard: tuple[int, int]):
+    def __init__(self, counts: dict[str, int], skipped: list[str], shard: tuple[int, int],
+                 unfamiliar: dict[str, dict[str, Any]] | None = None):
         super().__init__(counts)
         self.skipped = skipped
         self.shard = shard
+        self.unfamiliar = unfamiliar or {}
 
     @property
     def predicted(self) -> int:
@@ -215,7 +222,8 @@ def _manifest(settings: dict[str, Any], shard: tuple[int, int], ids: list[str], 
 def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, overlays: bool = True,
                    label_images: bool = True, progress: bool = True,
                    keep_labels: dict[str, Any] | None = None, shard: tuple[int, int] | None = None,
-                   resume: bool = False, settings: dict[str, Any] | None = None) -> FolderRun:
+                   resume: bool = False, settings: dict[str, Any] | None = None,
+                   reference: dict | None = None) -> FolderRun:
     """Predict the images under ``images_dir`` (shard K of N: see :func:`select_shard`); write
     outputs; return {id: nucleus count} as a :class:`FolderRun`.
 
@@ -228,6 +236,9 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
             image and overlay are there when asked for); refused if OUT's run has other settings.
         settings: what decides the predictions (:func:`model_settings`), stored in run.json and
             compared on ``resume``; None: nothing but the images, shard and outputs.
+        reference: the training set's domain reference (preprocessing.domains.domain_reference):
+            images unlike every training acquisition are listed in OUT/unfamiliar.json and
+            counted in one printed line. None: no check.
 
     Writes the files of the module docstring, each atomically, with a progress bar (``progress``;
     see :mod:`tools.progress`). Then removes what an earlier run left in OUT
@@ -285,8 +296,13 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
         from tools.progress import progress as progress_bar
 
         iterator = progress_bar(todo, desc="predicting")
+    unfamiliar: dict[str, dict[str, Any]] = {}
     for image_id, path in iterator:
         image = read_image(path)
+        if reference is not None:
+            far = unfamiliar_image(image, reference)
+            if far is not None:
+                unfamiliar[image_id] = far
         labels, _ = predictor.predict(image)
         if label_images:
             write_png(out_dir / "labels" / f"{image_id}.png", labels.astype(np.uint16))
@@ -313,7 +329,32 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
     if removed:
         print(f"removed {len(removed)} file{'s' if len(removed) != 1 else ''} an earlier run left in {out_dir}: "
               f"{_describe(removed, out_dir)}")
-    return FolderRun({image_id: len(results[image_id][1]) for image_id in ids}, skipped, shard)
+    (out_dir / UNFAMILIAR_FILE).unlink(missing_ok=True)
+    if unfamiliar:
+        save_json_atomic(out_dir / UNFAMILIAR_FILE, unfamiliar)
+        farthest = max(unfamiliar, key=lambda i: unfamiliar[i]["distance"] or float("inf"))
+        row = unfamiliar[farthest]
+        example = (f"{row['distance']:.1f} SD, training images at most {row['limit']:.1f}"
+                   if row["distance"] is not None else "no training image of its kind")
+        print(f"note: {len(unfamiliar)} of {len(todo)} images look unlike every training acquisition (farther "
+              f"from the nearest training domain than any training image; e.g. {farthest}: {example}): "
+              f"expect lower accuracy there. List: {out_dir / UNFAMILIAR_FILE}")
+    return FolderRun({image_id: len(results[image_id][1]) for image_id in ids}, skipped, shard, unfamiliar)
+
+
+def unfamiliar_image(image: np.ndarray, reference: dict) -> dict[str, Any] | None:
+    """{'domain', 'distance', 'limit'} when ``image`` (uint8 [H, W, 3]) lies farther from its
+    nearest training domain than the farthest training image of its kind does; else None.
+
+    The limit is the training set's own extreme, not a tuned number: a stain, size or
+    intensity no training image came near (the stage-1 test's H&E scans: 14-21 SD, training
+    histology at most 5.2)."""
+    from preprocessing.domains import image_features, reference_distance
+
+    domain, distance, limit = reference_distance(image_features(image), reference)
+    if distance <= limit:
+        return None
+    return {"domain": domain, "distance": float(distance) if np.isfinite(distance) else None, "limit": limit}
 
 
 def _remove_stale_records(records: Path, ids: set[str]) -> None:

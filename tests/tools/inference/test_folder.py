@@ -157,3 +157,31 @@ def test_a_fresh_run_ignores_records_and_drops_those_of_images_it_does_not_predi
     assert sorted(p.stem for p in (out / ".records").iterdir()) == ["a", "b"]
     with pytest.raises(NucleiError, match="outputs.overlays is False now but True"):
         predict_folder(SquareModel(), images, out, overlays=False, progress=False, resume=True)
+
+
+def test_images_unlike_the_training_set_are_listed_and_counted(tmp_path, capsys):
+    import json
+
+    from preprocessing.domains import assign_domains, domain_reference, image_features
+
+    rng = np.random.default_rng(0)
+
+    def dark(k):  # training-like: a dark grey 64x64 image with one bright nucleus
+        image = np.full((64, 64, 3), 10, np.uint8)
+        image[20 + k % 3:30, 20 + k:30 + k] = 200
+        return image + np.repeat(rng.integers(0, 5, (64, 64, 1)), 3, axis=2).astype(np.uint8)
+
+    train = {f"t{k}": image_features(dark(k)) for k in range(8)}
+    reference = domain_reference(train, assign_domains(train, n_domains=1))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_png(folder / "like.png", dark(3))
+    write_png(folder / "huge_bright.png", np.full((64, 400, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    run = predict_folder(SquareModel(), folder, out, overlays=False, progress=False, reference=reference)
+    assert set(run.unfamiliar) == {"huge_bright"}
+    assert "1 of 2 images look unlike every training acquisition" in capsys.readouterr().out
+    listed = json.loads((out / "unfamiliar.json").read_text())
+    assert set(listed) == {"huge_bright"} and listed["huge_bright"]["distance"] > listed["huge_bright"]["limit"]
+    again = predict_folder(SquareModel(), folder, out, overlays=False, progress=False)  # no reference: no list
+    assert not again.unfamiliar and not (out / "unfamiliar.json").exists()
