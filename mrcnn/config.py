@@ -86,7 +86,9 @@ class Config(Settings):
     IMAGE_MAX_PIXELS: int = 4096 * 4096  # refuse larger images at inference
     AUGMENT: str | None = "light"  # preprocessing.augment preset ('none', 'light', 'heavy'), or None
     MAX_GT_INSTANCES: int = 100  # nuclei kept per training crop (largest first)
-    MINI_MASK_SHAPE: tuple = (56, 56)  # each nucleus' mask resized into its own box (memory)
+    # each nucleus' mask resized into its own box (memory); the mask targets are resampled from
+    # it, so keep it at least MASK_SHAPE (56 for a 56 x 56 mask head) or they come out coarser
+    MINI_MASK_SHAPE: tuple = (56, 56)
 
     # --- RoI heads -----------------------------------------------------------
     TRAIN_ROIS_PER_IMAGE: int = 200  # RoIs sampled per image for the heads
@@ -95,7 +97,7 @@ class Config(Settings):
     USE_GT_AS_PROPOSALS: bool = True  # add ground-truth boxes to the proposals while training
     POOL_SIZE: int = 7  # RoIAlign output for the box head
     MASK_POOL_SIZE: int = 14  # RoIAlign output for the mask head
-    MASK_SHAPE: tuple = (28, 28)  # mask head output: (28, 28) or (56, 56)
+    MASK_SHAPE: tuple = (28, 28)  # mask head output: (28, 28), or (56, 56) with MASK_POOL_SIZE 14 or 28
     FPN_CLASSIF_FC_LAYERS_SIZE: int = 1024  # box head hidden width
     MASK_HEAD_CHANNELS: int = 256  # mask head conv channels
     MASK_HEAD_CONVS: int = 4  # mask head 3x3 convs before upsampling
@@ -103,11 +105,26 @@ class Config(Settings):
     ROI_CANONICAL_SIZE: int = 224  # box side mapped to ROI_CANONICAL_LEVEL
     ROI_CANONICAL_LEVEL: int = 4  # pyramid level for a box of ROI_CANONICAL_SIZE
 
+    # --- Cascade R-CNN (Cai & Vasconcelos, CVPR 2018; see mrcnn/cascade.py) ---
+    # Box-head stages: 1 = the single Mask R-CNN box head (ROI_POSITIVE_IOU, BBOX_STD_DEV);
+    # 3 = Cascade R-CNN: stage k is trained on stage k-1's refined boxes at IoU CASCADE_IOUS[k],
+    # the class score is the mean of the stages' scores, the boxes and masks are the last stage's.
+    CASCADE_STAGES: int = 1
+    CASCADE_IOUS: tuple = (0.5, 0.6, 0.7)  # positive IoU of each stage's targets (CASCADE_STAGES > 1)
+    # divides each stage's box deltas (the paper's: the deltas shrink as the boxes improve)
+    CASCADE_BBOX_STD_DEVS: tuple = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
+    # weight of each stage's class and box losses (Detectron's / mmdetection's Cascade R-CNN)
+    CASCADE_LOSS_WEIGHTS: tuple = (1.0, 0.5, 0.25)
+
     # --- detection -----------------------------------------------------------
     DETECTION_MAX_INSTANCES: int = 100  # detections kept per image
     DETECTION_MIN_CONFIDENCE: float = 0.7  # detections below this score are dropped
     DETECTION_NMS_THRESHOLD: float = 0.3  # per-class NMS IoU
     MASK_THRESHOLD: float = 0.5  # mask probability at which a pixel belongs to the nucleus
+    # How a detection's M x M mask goes into its box (mrcnn/paste.py): 'soft' samples the
+    # probabilities bilinearly at each pixel, then thresholds at MASK_THRESHOLD (what the
+    # project always did); 'binary' thresholds the M x M mask first, then nearest-neighbour.
+    MASK_PASTE: str = "soft"
 
     # --- optimisation --------------------------------------------------------
     OPTIMIZER: str = "SGD"  # 'SGD' (momentum) or 'ADAM'
@@ -122,6 +139,13 @@ class Config(Settings):
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
     }
+
+    def __post_init__(self) -> None:
+        # JSON has no tuples: the per-stage std devs come back as lists of lists
+        value = self.CASCADE_BBOX_STD_DEVS
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (list, tuple)) for v in value):
+            self.CASCADE_BBOX_STD_DEVS = tuple(tuple(v) for v in value)
+        super().__post_init__()
 
     # ------------------------------------------------------------------ files
     @classmethod
@@ -231,6 +255,9 @@ class Config(Settings):
         mini = tuple(self.MINI_MASK_SHAPE)
         if len(mini) != 2 or any(not isinstance(v, int) or v < 4 for v in mini):
             fail("MINI_MASK_SHAPE", "needs two integers >= 4")
+        if self.MASK_PASTE not in ("soft", "binary"):
+            fail("MASK_PASTE", "must be 'soft' or 'binary'")
+        self._validate_cascade(fail)
         if self.OPTIMIZER not in ("SGD", "ADAM"):
             fail("OPTIMIZER", "must be 'SGD' or 'ADAM'")
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
@@ -258,6 +285,27 @@ class Config(Settings):
 
             if self.AUGMENT not in PRESETS:
                 fail("AUGMENT", f"must be None or one of {PRESETS}")
+
+    def _validate_cascade(self, fail) -> None:
+        stages = self.CASCADE_STAGES
+        if not isinstance(stages, int) or isinstance(stages, bool) or not 1 <= stages <= 8:
+            fail("CASCADE_STAGES", "must be an integer in [1, 8] (1: one box head, 3: Cascade R-CNN)")
+
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def per_stage(name, ok, what):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not value or not all(ok(v) for v in value):
+                fail(name, f"needs one {what} per stage")
+            if stages > 1 and len(value) != stages:
+                fail(name, f"needs {stages} entries, one per stage (CASCADE_STAGES={stages})")
+
+        per_stage("CASCADE_IOUS", lambda v: number(v) and 0 < v < 1, "IoU in (0, 1)")
+        per_stage("CASCADE_BBOX_STD_DEVS",
+                  lambda v: isinstance(v, (list, tuple)) and len(v) == 4 and all(number(x) and x > 0 for x in v),
+                  "4 positive numbers")
+        per_stage("CASCADE_LOSS_WEIGHTS", lambda v: number(v) and v >= 0, "number >= 0")
 
 
 class NucleusConfig(Config):

@@ -12,16 +12,20 @@ class BoxHead(keras.layers.Layer):
 
     Output: ``(logits [batch, rois, classes], probs [batch, rois, classes],
     deltas [batch, rois, classes, (dy, dx, dh, dw)])``.
+
+    ``suffix`` ends every sub-layer's name: '' for the single (or first cascade) head, whose
+    names the shipped weights carry; '_stage2', '_stage3' for the other Cascade R-CNN stages.
     """
 
-    def __init__(self, num_classes, fc_size=1024, **kwargs):
+    def __init__(self, num_classes: int, fc_size: int = 1024, suffix: str = "", **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.fc_size = int(fc_size)
-        self.fc1 = keras.layers.Dense(fc_size, activation="relu", name="mrcnn_box_fc1")
-        self.fc2 = keras.layers.Dense(fc_size, activation="relu", name="mrcnn_box_fc2")
-        self.class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")
-        self.bbox = keras.layers.Dense(num_classes * 4, name="mrcnn_bbox_fc",
+        self.suffix = str(suffix)
+        self.fc1 = keras.layers.Dense(fc_size, activation="relu", name=f"mrcnn_box_fc1{suffix}")
+        self.fc2 = keras.layers.Dense(fc_size, activation="relu", name=f"mrcnn_box_fc2{suffix}")
+        self.class_logits = keras.layers.Dense(num_classes, name=f"mrcnn_class_logits{suffix}")
+        self.bbox = keras.layers.Dense(num_classes * 4, name=f"mrcnn_bbox_fc{suffix}",
                                        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001))
 
     def call(self, pooled):
@@ -34,7 +38,8 @@ class BoxHead(keras.layers.Layer):
         return logits, ops.softmax(logits, axis=-1), deltas
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "fc_size": self.fc_size}
+        return {**super().get_config(), "num_classes": self.num_classes, "fc_size": self.fc_size,
+                "suffix": self.suffix}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -1,7 +1,8 @@
 """Mask R-CNN composed from its parts: one Keras model for training and inference.
 
 ``MaskRCNN(config)`` holds the backbone + FPN, the RPN head, the proposal layer,
-RoIAlign, the box and mask heads and the detection layer. ``train_step`` computes the
+RoIAlign, the box and mask heads and the detection layer; with ``CASCADE_STAGES > 1``
+the box heads are a Cascade R-CNN (:mod:`mrcnn.cascade`). ``train_step`` computes the
 five losses explicitly (no ``add_loss``); ``call`` runs inference. The graph is written
 in ``keras.ops`` (plus :mod:`mrcnn.backend_ops`), so it trains on TensorFlow and on
 PyTorch (GPU machines without TensorFlow); the weights files are the same on both. Matterport's
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn import cascade
 from mrcnn import losses as L
 from mrcnn.backbone import build_backbone, layer_stage
 from mrcnn.backend_ops import take_class
@@ -37,6 +39,14 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox
 
 # Matterport's training stages; a stage is trained with heads + backbone stages >= n.
 STAGES = {"heads": None, "2+": 2, "3+": 3, "4+": 4, "5+": 5, "all": 1}
+
+
+def stage_loss_names(stages: int) -> tuple[str, ...]:
+    """The per-stage losses a Cascade R-CNN also reports (none for one stage); they are
+    not added to the total again (``mrcnn_class_loss`` / ``mrcnn_bbox_loss`` hold their weighted sums)."""
+    if stages == 1:
+        return ()
+    return tuple(f"mrcnn_{kind}_loss_stage{k + 1}" for k in range(stages) for kind in ("class", "bbox"))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -68,19 +78,31 @@ class MaskRCNN(keras.Model):
                                              c.RPN_BBOX_STD_DEV, name="rpn_proposals_train")
         self.inference_proposals = ProposalLayer(c.POST_NMS_ROIS_INFERENCE, c.RPN_NMS_THRESHOLD, c.PRE_NMS_LIMIT,
                                                  c.RPN_BBOX_STD_DEV, name="rpn_proposals")
+        self.stages = cascade.stages(c)
+        first = self.stages[0]
         self.detection_targets = DetectionTargetLayer(
-            c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO, c.ROI_POSITIVE_IOU, c.BBOX_STD_DEV, c.MASK_SHAPE,
+            c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO, first.positive_iou, first.bbox_std_dev, c.MASK_SHAPE,
             c.USE_GT_AS_PROPOSALS, name="mrcnn_detection_targets")
         self.box_align = PyramidRoIAlign(c.POOL_SIZE, c.ROI_CANONICAL_SIZE, c.ROI_CANONICAL_LEVEL,
                                          name="roi_align_classifier")
         self.mask_align = PyramidRoIAlign(c.MASK_POOL_SIZE, c.ROI_CANONICAL_SIZE, c.ROI_CANONICAL_LEVEL,
                                           name="roi_align_mask")
         self.box_head = BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, name="mrcnn_box_head")
+        if len(self.stages) > 1:  # Cascade R-CNN: stages 2.. have their own targets and heads
+            later = list(enumerate(self.stages))[1:]
+            self.cascade_targets = [DetectionTargetLayer(
+                c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO, stage.positive_iou, stage.bbox_std_dev, c.MASK_SHAPE,
+                c.USE_GT_AS_PROPOSALS, name=f"mrcnn_detection_targets{cascade.stage_suffix(k)}")
+                for k, stage in later]
+            self.cascade_heads = [BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, suffix=cascade.stage_suffix(k),
+                                          name=f"mrcnn_box_head{cascade.stage_suffix(k)}") for k, _ in later]
         self.mask_head = MaskHead(c.NUM_CLASSES, c.MASK_HEAD_CHANNELS, c.MASK_HEAD_CONVS, c.MASK_UPSAMPLINGS,
                                   name="mrcnn_mask_head")
         self.detection = DetectionLayer(c.DETECTION_MAX_INSTANCES, c.DETECTION_MIN_CONFIDENCE,
-                                        c.DETECTION_NMS_THRESHOLD, c.BBOX_STD_DEV, name="mrcnn_detection")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + LOSS_NAMES}
+                                        c.DETECTION_NMS_THRESHOLD, self.stages[-1].bbox_std_dev,
+                                        name="mrcnn_detection")
+        self.loss_names = LOSS_NAMES + stage_loss_names(len(self.stages))
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.loss_names}
         self._infer_fn = None
         # build every weight now (a tiny eager forward), so weights load before any call
         self(ops.zeros((1, 64, 64, config.IMAGE_CHANNEL_COUNT)), training=False)
@@ -111,33 +133,67 @@ class MaskRCNN(keras.Model):
         size = ops.stack([ops.cast(shape[1], "int32"), ops.cast(shape[2], "int32")])  # (H, W)
         return features, logits, probs, deltas, anchors, size
 
+    def box_heads(self):
+        """The box head of every stage, first to last (one unless Cascade R-CNN)."""
+        return [self.box_head] + list(getattr(self, "cascade_heads", []))
+
+    def stage_targets(self):
+        """The detection-target layer of every stage, first to last."""
+        return [self.detection_targets] + list(getattr(self, "cascade_targets", []))
+
     def call(self, images, training=False):
         """Inference (see the class doc). A training batch dict is accepted (its 'image' is used)."""
         if isinstance(images, dict):
             images = images["image"]
         features, _, probs, deltas, anchors, size = self._rpn(images, False)
         rois = self.inference_proposals([probs, deltas, anchors, size])
-        pooled = self.box_align([rois] + features[:4])
-        _, class_probs, box_deltas = self.box_head(pooled)
+        stage_probs = []
+        for k, head in enumerate(self.box_heads()):
+            if k:  # the previous stage's boxes, refined by its best foreground class
+                rois = cascade.refine_boxes(rois, box_deltas, cascade.refine_class_ids(class_probs),
+                                            self.stages[k - 1].bbox_std_dev, size)
+            _, class_probs, box_deltas = head(self.box_align([rois] + features[:4]))
+            stage_probs.append(class_probs)
+        class_probs = cascade.mean_scores(stage_probs)  # the paper's ensemble of the stages' scores
         boxes, class_ids, scores, count = self.detection([rois, class_probs, box_deltas, size])
         mask_logits = self.mask_head(self.mask_align([boxes] + features[:4]))
         masks = ops.sigmoid(take_class(ops.transpose(mask_logits, (0, 1, 4, 2, 3)), class_ids))
         return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "count": count, "masks": masks}
 
     def compute_losses(self, batch, training=True):
-        """The five losses (dict of scalars) for a training batch."""
+        """The five losses (dict of scalars) for a training batch.
+
+        With Cascade R-CNN, ``mrcnn_class_loss`` / ``mrcnn_bbox_loss`` are the stages' losses
+        weighted by ``CASCADE_LOSS_WEIGHTS``; each stage's own is there too
+        (``mrcnn_class_loss_stage1`` ..., see :func:`stage_loss_names`), and the mask head
+        learns on the last stage's RoIs.
+        """
         batch = {key: ops.convert_to_tensor(value) for key, value in batch.items()}
         images = batch["image"]
         features, logits, probs, deltas, anchors, size = self._rpn(images, training)
         losses = {"rpn_class_loss": L.rpn_class_loss(batch["rpn_match"], logits),
                   "rpn_bbox_loss": L.rpn_bbox_loss(batch["rpn_bbox"], batch["rpn_match"], deltas)}
         proposals = self.train_proposals([probs, deltas, anchors, size])
-        rois, target_ids, target_deltas, target_masks = self.detection_targets(
-            [proposals, batch["gt_class_ids"], batch["gt_boxes"], batch["gt_masks"]])
-        class_logits, _, pred_deltas = self.box_head(self.box_align([rois] + features[:4]))
+        gt = [batch["gt_class_ids"], batch["gt_boxes"], batch["gt_masks"]]
+        class_losses, bbox_losses = [], []
+        for k, (head, targets) in enumerate(zip(self.box_heads(), self.stage_targets())):
+            if k:  # sample stage k's targets from stage k-1's refined RoIs (no gradient through them)
+                proposals = cascade.refine_boxes(rois, pred_deltas, cascade.refine_class_ids(class_probs, target_ids),
+                                                 self.stages[k - 1].bbox_std_dev, size)
+            rois, target_ids, target_deltas, target_masks = targets([proposals] + gt)
+            class_logits, class_probs, pred_deltas = head(self.box_align([rois] + features[:4]))
+            class_losses.append(L.mrcnn_class_loss(target_ids, class_logits))
+            bbox_losses.append(L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas))
         mask_logits = self.mask_head(self.mask_align([rois] + features[:4]))
-        losses["mrcnn_class_loss"] = L.mrcnn_class_loss(target_ids, class_logits)
-        losses["mrcnn_bbox_loss"] = L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas)
+        if len(class_losses) == 1:
+            losses["mrcnn_class_loss"], losses["mrcnn_bbox_loss"] = class_losses[0], bbox_losses[0]
+        else:
+            weights = [stage.loss_weight for stage in self.stages]
+            losses["mrcnn_class_loss"] = sum(w * loss for w, loss in zip(weights, class_losses))
+            losses["mrcnn_bbox_loss"] = sum(w * loss for w, loss in zip(weights, bbox_losses))
+            for k, (class_loss, bbox_loss) in enumerate(zip(class_losses, bbox_losses)):
+                losses[f"mrcnn_class_loss_stage{k + 1}"] = class_loss
+                losses[f"mrcnn_bbox_loss_stage{k + 1}"] = bbox_loss
         losses["mrcnn_mask_loss"] = L.mrcnn_mask_loss(target_masks, target_ids, mask_logits)
         return losses
 
@@ -151,7 +207,7 @@ class MaskRCNN(keras.Model):
 
     def _update(self, total, losses):
         self.trackers["loss"].update_state(total)
-        for name in LOSS_NAMES:
+        for name in self.loss_names:
             self.trackers[name].update_state(losses[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -292,3 +348,39 @@ def load_model(path, config=None):
         raise NucleiError(f"these weights do not fit the Mask R-CNN of its config "
                           f"({str(error).splitlines()[0][:200]})", path) from None
     return model
+
+
+def warm_start_cascade(model: MaskRCNN, path, config: Config | None = None) -> dict[str, list[str]]:
+    """Start a Cascade R-CNN from a trained single-stage model (e.g. weights/mrcnn.weights.h5).
+
+    Every layer of the single-stage model (``path`` + the JSON beside it, or ``config``) is
+    copied into the same-named layer of ``model``; the box heads of stages 2.. start as
+    copies of the single head (``mrcnn_box_fc1_stage2`` <- ``mrcnn_box_fc1`` ...). Both
+    models must have the same architecture otherwise (a shape mismatch raises).
+
+    Returns:
+        {'copied': layer names, 'from_first_stage': stage heads initialised from the single head}.
+    """
+    from mrcnn.weights import named_weights
+
+    if len(model.stages) == 1:
+        raise NucleiError("warm_start_cascade needs a model with CASCADE_STAGES > 1")
+    if config is None:
+        config_path = config_path_for(Path(path))
+        if not config_path.is_file():
+            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
+        config = Config.load(config_path)
+    stored = named_weights(load_model(path, config.replace(CASCADE_STAGES=1)))
+    report = {"copied": [], "from_first_stage": []}
+    for name, layer in named_weights(model).items():
+        source = name if name in stored else re.sub(r"_stage\d+$", "", name)
+        if source not in stored:
+            raise NucleiError(f"layer {name!r} has no counterpart in the single-stage model", path)
+        values = [v.numpy() for v in stored[source].weights]
+        if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in layer.weights]:
+            raise NucleiError(f"layer {name!r}: the single-stage model's weights have other shapes "
+                              f"(another architecture?)", path)
+        for variable, value in zip(layer.weights, values):
+            variable.assign(value)
+        report["copied" if source == name else "from_first_stage"].append(name)
+    return report

@@ -78,5 +78,5 @@ class MrcnnPredictor:
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         det = self.detect(image)
         labels, scores, _ = detections_to_labels(det["boxes"], det["scores"], det["masks"], det["image_shape"],
-                                                 self.config.MASK_THRESHOLD)
+                                                 self.config.MASK_THRESHOLD, mode=self.config.MASK_PASTE)
         return labels, scores

@@ -23,8 +23,9 @@ import numpy as np
 
 from preprocessing.errors import NucleiError
 
-# Matterport's exclusion for transfer learning: the heads whose shapes depend on classes.
-HEAD_LAYERS = r"^(mrcnn_class_logits|mrcnn_bbox_fc|mrcnn_bbox|mrcnn_mask)$"
+# Matterport's exclusion for transfer learning: the heads whose shapes depend on classes
+# (and their Cascade R-CNN copies, mrcnn_class_logits_stage2 ...).
+HEAD_LAYERS = r"^(mrcnn_class_logits|mrcnn_bbox_fc|mrcnn_bbox|mrcnn_mask)(_stage\d+)?$"
 
 
 def iter_layers(model):
