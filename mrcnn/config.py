@@ -40,7 +40,7 @@ class Config(Settings):
 
     # --- naming and hardware -------------------------------------------------
     NAME: str = "mrcnn"  # run name, used for folders
-    GPU_COUNT: int = 1  # replicas; >1 trains under tf.distribute.MirroredStrategy
+    GPU_COUNT: int = 1  # replicas; the training engine sets it to the run's replica count (tools.engine.tasks)
     IMAGES_PER_GPU: int = 2  # images per replica per step
     STEPS_PER_EPOCH: int = 1000  # training steps per epoch (data is sampled at random)
     VALIDATION_STEPS: int = 50  # validation steps at the end of each epoch

@@ -11,6 +11,16 @@ validation images with the DSB metric.
 ``--resume`` continues the run in RUN_DIR with its saved config: the options of a new stage
 (learning rate, epochs, time limit, layers, steps, workers) apply; the ones that would change
 the network are refused. ``python -m tools.train unet --help`` lists each model's options.
+
+Several GPUs, several machines: ``--multi-gpu`` trains on every GPU of this machine,
+``--multi-worker`` on every GPU of every machine of the cluster in TF_CONFIG (the cluster
+manager starts the same command on each machine, with the same RUN_DIR on a shared file system;
+worker 0 writes it). The batch options are per GPU; the global batch and the learning rate grow
+with the GPUs (--lr-scaling; tools/engine/distribute.py says how)::
+
+    # on node1; on node2 the same with "index": 1
+    export TF_CONFIG='{"cluster": {"worker": ["node1:23456", "node2:23456"]}, "task": {"type": "worker", "index": 0}}'
+    python -m tools.train unet --multi-worker --data DIR --out /shared/run
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ MRCNN_FIELDS = {
     "validation_steps": "VALIDATION_STEPS", "augment": "AUGMENT", "normalize": "NORMALIZE", "seed": "SEED",
     "optimizer": "OPTIMIZER", "train_rois": "TRAIN_ROIS_PER_IMAGE", "pyramid_size": "TOP_DOWN_PYRAMID_SIZE",
     "backbone_weights": "BACKBONE_WEIGHTS", "invert_light_background": "INVERT_LIGHT_BACKGROUND",
+    "cascade": "CASCADE_STAGES", "mask_paste": "MASK_PASTE",
 }
 UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
                "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights")
@@ -52,6 +63,13 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--workers", type=int, default=1, help="PyDataset workers")
     parser.add_argument("--multiprocessing", action="store_true", help="workers are processes, not threads")
     parser.add_argument("--multi-gpu", action="store_true", help="tf.distribute.MirroredStrategy over all GPUs")
+    parser.add_argument("--multi-worker", action="store_true",
+                        help="tf.distribute.MultiWorkerMirroredStrategy over the machines named by TF_CONFIG "
+                             "(all their GPUs); --out must be a folder every machine sees; the chief writes it")
+    parser.add_argument("--lr-scaling", choices=("linear", "sqrt", "none"), default="linear",
+                        help="on several GPUs or machines the batch options are per GPU and the global batch "
+                             "is that x the GPUs; the learning rate is multiplied by the GPUs (linear, default), "
+                             "by their square root (sqrt), or kept as given (none)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = the backend's choice)")
     parser.add_argument("--max-images", type=int, help="use at most this many images (quick runs)")
     parser.add_argument("--export", choices=("best", "last"),
@@ -110,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     mrcnn.add_argument("--backbone-weights", metavar="PATH",
                        help="ImageNet backbone weights (named-layer file, e.g. weights/mobilenetv2_imagenet."
                             "weights.h5; mobilenetv2, alpha 1.0); then train --layers heads first, then 4+ or all")
+    mrcnn.add_argument("--cascade", type=int, metavar="STAGES",
+                       help="box-head stages: 1 = Mask R-CNN (default), 3 = Cascade R-CNN (IoU 0.5/0.6/0.7)")
+    mrcnn.add_argument("--cascade-from", metavar="WEIGHTS",
+                       help="start a --cascade model from a single-stage model (e.g. weights/mrcnn.weights.h5 "
+                            "with --config weights/mrcnn.json): every stage's box head from its box head")
+    mrcnn.add_argument("--mask-paste", choices=("soft", "binary"),
+                       help="masks pasted into their boxes as probabilities, thresholded after (soft, default), "
+                            "or thresholded first (binary)")
     mrcnn.add_argument("--invert-light-background", action="store_true", default=None,
                        help="invert light-background images so nuclei are always bright (as the U-Net's option)")
     mrcnn.add_argument("--optimizer", choices=("SGD", "ADAM"))
@@ -149,7 +175,6 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
 
 def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
     from mrcnn.config import CONFIGS, Config, config_from_name
-    from tools.engine.distribute import replica_count
     from tools.engine.tasks import MrcnnTask
 
     overrides = {field: getattr(args, name) for name, field in MRCNN_FIELDS.items() if getattr(args, name) is not None}
@@ -161,14 +186,14 @@ def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
             # the pretrained filters and BN statistics were fit to ImageNet-normalised RGB; with a
             # frozen backbone ('heads') other input statistics would shift every activation
             overrides["NORMALIZE"] = "imagenet"
-        if args.multi_gpu:
-            overrides["GPU_COUNT"] = replica_count(True)
+        # GPU_COUNT is set at run time to the replicas the run has (tools.engine.tasks.MrcnnTask)
         config = base.replace(**overrides)
-    return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None)
+    return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None,
+                     cascade_from=args.cascade_from if not args.resume else None)
 
 
 def run_training(args: argparse.Namespace) -> int:
-    from tools.engine.distribute import set_threads
+    from tools.engine.distribute import cluster_from_env, set_threads
     from tools.engine.trainer import TrainOptions, check_run_folder, train
 
     run_dir = Path(args.out)
@@ -179,11 +204,18 @@ def run_training(args: argparse.Namespace) -> int:
     options = TrainOptions(data=list(args.data), exclude=list(args.exclude), val_fraction=args.val_fraction,
                            seed=seed, epochs=args.epochs, time_limit=args.time_limit, max_images=args.max_images,
                            workers=args.workers, multiprocessing=args.multiprocessing, multi_gpu=args.multi_gpu,
-                           export=args.export, val_score=not args.no_val_score,
+                           multi_worker=args.multi_worker, lr_scaling=args.lr_scaling, export=args.export,
+                           val_score=not args.no_val_score,
                            holdout_domains=args.holdout_domains.split(",") if args.holdout_domains else None,
                            warm_start=args.warm_start, split_file=args.split)
-    check_run_folder(run_dir, args.resume, quiet=True)  # before any model or data is loaded (train() says it)
-    if args.model == "mrcnn":
+    cluster = cluster_from_env() if args.multi_worker else None
+    if args.multi_worker and cluster is None:
+        raise NucleiError("--multi-worker needs TF_CONFIG, the cluster's workers and this process's place among "
+                          "them (see python -m tools.train --help)")
+    chief = cluster is None or cluster.is_chief
+    # before any model or data is loaded (train() says it); only the chief creates the folder
+    check_run_folder(run_dir, args.resume, quiet=True, create=chief)
+    if args.model == "mrcnn" and chief:
         print(task.config.display())
     return train(task, options, run_dir, resume=args.resume)
 

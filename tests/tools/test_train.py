@@ -84,6 +84,9 @@ sys.exit(main(["unet", "--data", {str(small_sample_root)!r}, "--out", {str(tmp_p
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
+    # --batch-size is per replica: the global batch and the learning rate follow the devices
+    scaled = f"{devices} replicas x 2 = global batch {2 * devices}; learning rate 0.001 -> {0.001 * devices:g}"
+    assert scaled in result.stdout
 
 
 def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):

@@ -49,3 +49,16 @@ def test_resume_takes_a_new_learning_rate_and_refuses_a_new_architecture(tmp_pat
     assert config.IMAGE_CROP_SIZE == 64 and config.LEARNING_RATE == 0.0002
     with pytest.raises(NucleiError, match="IMAGE_CROP_SIZE"):
         config_of(base + ["--resume", "--crop-size", "128"], tmp_path)
+
+
+def test_cascade_starts_from_a_single_stage_run(tmp_path, small_sample_root, capsys):
+    first = tmp_path / "single"
+    common = ["--data", str(small_sample_root), "--epochs", "1", "--steps-per-epoch", "2", "--validation-steps", "1",
+              "--crop-size", "64", "--val-fraction", "0.25", "--no-val-score"]
+    assert main(["mrcnn", "--out", str(first), "--config", "tiny", *common]) == 0
+    cascade = tmp_path / "cascade"
+    assert main(["mrcnn", "--out", str(cascade), "--config", str(first / "model.json"), "--cascade", "3",
+                 "--cascade-from", str(first / "model.weights.h5"), *common]) == 0
+    assert "cascade from" in capsys.readouterr().out
+    saved = json.loads((cascade / "model.json").read_text())
+    assert saved["config"]["CASCADE_STAGES"] == 3

@@ -14,6 +14,11 @@ previous version intact. log.csv holds finished epochs only: an epoch cut short 
 Ctrl-C, SIGTERM or a NaN loss is not logged, and a resumed run first drops the rows of
 the epochs it is about to train again (a run killed after logging an epoch but before
 saving its checkpoint would otherwise log that epoch twice).
+
+Under several workers (:mod:`tools.engine.distribute`) only the chief writes: the callbacks of
+the other workers are made with ``write=False`` and keep the run folder as it is. They are given
+an ``agree`` function (a mean over all workers, one all-reduce) so that a stop request and the
+time of ``--time-limit`` are the same on every worker at every batch.
 """
 
 from __future__ import annotations
@@ -94,10 +99,21 @@ class RunCheckpoint(keras.callbacks.Callback):
         mode: 'min' or 'max'.
         initial_epoch: epochs already done (for a resumed run).
         epoch_log: optional EpochLog; its row for a finished epoch is written before the checkpoint.
+        write: save checkpoints and state (False on the workers that are not the chief).
+        agree: ``values -> mean over all workers``, under several workers: a signal on any worker
+            stops every worker after the same batch (one that left alone would leave the others
+            waiting in their next all-reduce).
+        sync: called on every worker before validation and before each checkpoint, under a strategy
+            with several replicas: makes their copies of the weights the same
+            (:func:`tools.engine.distribute.statistics_sync`).
     """
 
-    def __init__(self, run_dir, monitor="val_loss", mode="min", initial_epoch=0, epoch_log=None):
+    def __init__(self, run_dir, monitor="val_loss", mode="min", initial_epoch=0, epoch_log=None, write=True,
+                 agree=None, sync=None):
         super().__init__()
+        self.write = write
+        self.agree = agree
+        self.sync = sync
         self.epoch_log = epoch_log  # EpochLog written just before each finished epoch's checkpoint
         self.run_dir = Path(run_dir)
         self.monitor = monitor
@@ -106,6 +122,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best = state.get("best")
         self.epoch = initial_epoch
         self.stop_signal = None
+        self.stopping = False  # the agreed stop under several workers
         self.nan_batch = None
         self._previous_handlers = {}
 
@@ -128,17 +145,37 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
+    def on_test_begin(self, logs=None):
+        if self.sync is not None:
+            self.sync()  # validate every replica with the same moving statistics
+
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        loss = (logs or {}).get("loss")  # under a strategy, the mean over all replicas: the same everywhere
+        stop = self._stop_agreed()
         if loss is not None and not math.isfinite(float(loss)):
             self.nan_batch = (self.epoch, batch)
             self.model.stop_training = True  # last good checkpoint stays as it is
-        elif self.stop_signal is not None:
+        elif stop:
             self._save(epochs_done=self.epoch, interrupted=True)
             self.model.stop_training = True
 
+    def _stop_agreed(self):
+        """Whether to stop after this batch: this process got a signal or, under several
+        workers, any worker had got one by its previous agreement (a signal that comes after
+        it waits for the next batch, so that every worker decides on the same values)."""
+        if self.agree is None:
+            return self.stop_signal is not None
+        if not self.stopping:
+            self.stopping = self.agree([float(self.stop_signal is not None)])[0] > 0
+        return self.stopping
+
+    @property
+    def stopped(self):
+        """Training was stopped by a signal (here or, under several workers, on any worker)."""
+        return self.stopping if self.agree is not None else self.stop_signal is not None
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.nan_batch is not None or self.stop_signal is not None:
+        if self.nan_batch is not None or self.stopped:
             return  # cut short: neither logged nor counted
         logs = logs or {}
         if self.epoch_log is not None:
@@ -148,10 +185,15 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best is None or self.sign * float(value) < self.sign * float(self.best))
         if improved:
             self.best = float(value)
-            save_weights_atomic(self.model, self.run_dir / "best.weights.h5")
+            if self.write:
+                save_weights_atomic(self.model, self.run_dir / "best.weights.h5")
         self._save(epochs_done=epoch + 1, interrupted=False)
 
     def _save(self, epochs_done, interrupted):
+        if self.sync is not None:
+            self.sync()  # on every worker, chief or not: it is an all-reduce
+        if not self.write:
+            return
         save_weights_atomic(self.model, self.run_dir / "last.weights.h5")
         if self.model.optimizer is not None and self.model.optimizer.built:
             save_optimizer(self.model.optimizer, self.run_dir / "last.optimizer.npz")
@@ -166,7 +208,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             raise TrainingStopped(
                 f"loss became NaN/inf at epoch {epoch + 1}, batch {batch + 1}; stopped. The last good "
                 f"checkpoint is {self.run_dir / 'last.weights.h5'}. Lower the learning rate and --resume.")
-        return self.stop_signal is not None
+        return self.stopped
 
 
 def cosine_schedule(base_lr, epochs, warmup_epochs=1, min_fraction=0.02):
@@ -185,11 +227,15 @@ class TimeBudget(keras.callbacks.Callback):
     """Train for a wall-clock budget: cosine learning rate over the elapsed fraction of
     ``seconds`` (after a short warm-up), then stop at the end of the batch that passes it.
 
-    For machines lent by the minute, where the number of epochs that fit is unknown.
+    For machines lent by the minute, where the number of epochs that fit is unknown. Under several
+    workers ``agree`` (a mean over workers) makes the elapsed time, hence the learning rate and
+    the last batch, the same on all of them: each worker's own clock would drift their weights
+    apart and stop them at different batches.
     """
 
-    def __init__(self, base_lr, seconds, warmup_fraction=0.03, min_fraction=0.02):
+    def __init__(self, base_lr, seconds, warmup_fraction=0.03, min_fraction=0.02, agree=None):
         super().__init__()
+        self.agree = agree
         self.base_lr, self.seconds = float(base_lr), float(seconds)
         self.warmup_fraction, self.min_fraction = warmup_fraction, min_fraction
         self.started = None
@@ -204,7 +250,10 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self.started is None:
             self.started = time.time()
-        fraction = (time.time() - self.started) / self.seconds
+        elapsed = time.time() - self.started
+        if self.agree is not None:
+            elapsed = self.agree([elapsed])[0]
+        fraction = elapsed / self.seconds
         self.model.optimizer.learning_rate = self.learning_rate(fraction)
         if fraction >= 1.0:
             self.model.stop_training = True
@@ -267,21 +316,31 @@ class EpochLog(keras.callbacks.CSVLogger):
         super().on_epoch_end(epoch, logs)
 
 
-def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None):
+def make_callbacks(run_dir, monitor="val_loss", mode="min", initial_epoch=0, schedule=None, write=True,
+                   agree=None, sync=None):
     """[RunCheckpoint, EpochLog, TensorBoard (TF backend), LearningRateScheduler] for a run.
 
     ``schedule`` is an epoch -> learning-rate function or a TimeBudget callback. A resumed
-    run (``initial_epoch > 0``) drops log rows of epochs >= ``initial_epoch`` first."""
+    run (``initial_epoch > 0``) drops log rows of epochs >= ``initial_epoch`` first.
+    ``write=False`` (a worker that is not the chief): only RunCheckpoint, writing nothing, and
+    the schedule; nothing in ``run_dir`` is created or changed. ``agree``, ``sync``: see RunCheckpoint."""
     run_dir = Path(run_dir)
+    if not write:
+        callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch, write=False, agree=agree, sync=sync)]
+        return callbacks + _schedule_callbacks(schedule)
     run_dir.mkdir(parents=True, exist_ok=True)
     if initial_epoch > 0:
         trim_log(run_dir / "log.csv", initial_epoch)
     epoch_log = EpochLog(run_dir / "log.csv", append=initial_epoch > 0)
-    callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch, epoch_log), epoch_log]
+    callbacks = [RunCheckpoint(run_dir, monitor, mode, initial_epoch, epoch_log, agree=agree, sync=sync), epoch_log]
     if keras.backend.backend() == "tensorflow" and importlib.util.find_spec("tensorboard") is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    return callbacks + _schedule_callbacks(schedule)
+
+
+def _schedule_callbacks(schedule):
     if isinstance(schedule, keras.callbacks.Callback):
-        callbacks.append(schedule)
-    elif schedule is not None:
-        callbacks.append(keras.callbacks.LearningRateScheduler(schedule))
-    return callbacks
+        return [schedule]
+    if schedule is not None:
+        return [keras.callbacks.LearningRateScheduler(schedule)]
+    return []

@@ -2,6 +2,12 @@
 
 A task holds a model config plus the model-specific training choices; the engine
 (:mod:`tools.engine.trainer`) does everything else the same way for both models.
+
+The config's batch is one replica's and its learning rate the one for that batch; the engine
+calls :meth:`distribute` with the run's :class:`tools.engine.distribute.BatchScaling`, after
+which ``batch_size`` (the global batch), ``learning_rate``, the data and the compiled optimizer
+follow it. ``config`` itself stays as given: it is what config.json and the exported model.json
+hold, whatever the number of machines.
 """
 
 from __future__ import annotations
@@ -12,10 +18,40 @@ from typing import Any
 import keras
 
 from mrcnn.config import Config
+from tools.engine.distribute import BatchScaling
 from unet.config import UNetConfig
 
 
-class UNetTask:
+class _Scaled:
+    """The batch and learning rate of a task, one replica's until :meth:`distribute` is called."""
+
+    config: Any
+    scaling: BatchScaling | None = None
+
+    @property
+    def per_replica_batch(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def base_learning_rate(self) -> float:
+        raise NotImplementedError
+
+    def distribute(self, scaling: BatchScaling) -> None:
+        """Train with ``scaling``'s global batch and learning rate (before train_data and build)."""
+        self.scaling = scaling
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate training uses (scaled with the global batch)."""
+        return self.scaling.learning_rate if self.scaling else self.base_learning_rate
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch: what one training step consumes over all replicas."""
+        return self.scaling.global_batch if self.scaling else self.per_replica_batch
+
+
+class UNetTask(_Scaled):
     """U-Net training: AdamW on the body/border/background loss, crops from unet.data.
 
     Args:
@@ -35,17 +71,19 @@ class UNetTask:
         self.balanced = balanced
 
     @property
-    def learning_rate(self) -> float:
-        return self.config.learning_rate
-
-    @property
-    def batch_size(self) -> int:
+    def per_replica_batch(self) -> int:
         return self.config.batch_size
 
+    @property
+    def base_learning_rate(self) -> float:
+        return self.config.learning_rate
+
     def train_data(self, samples: list, seed: int, **workers: Any) -> keras.utils.PyDataset:
+        """Global batches: the strategy splits each over the replicas."""
         from unet.data import UNetTrainData
 
-        return UNetTrainData(samples, self.config, self.steps_per_epoch, self.augment, balanced=self.balanced,
+        config = self.config.replace(batch_size=self.batch_size)
+        return UNetTrainData(samples, config, self.steps_per_epoch, self.augment, balanced=self.balanced,
                              seed=seed, **workers)
 
     def val_data(self, samples: list) -> Any:
@@ -59,7 +97,7 @@ class UNetTask:
         from unet.model import build_unet
 
         model = build_unet(self.config)
-        optimizer = keras.optimizers.AdamW(self.config.learning_rate, weight_decay=self.config.weight_decay,
+        optimizer = keras.optimizers.AdamW(self.learning_rate, weight_decay=self.config.weight_decay,
                                            clipnorm=5.0)
         model.compile(optimizer=optimizer, loss=loss_for(self.config))
         return model
@@ -78,39 +116,49 @@ class UNetTask:
         return weights_path
 
 
-class MrcnnTask:
+class MrcnnTask(_Scaled):
     """Mask R-CNN training: Matterport's stages (``layers``), optional init weights by layer name.
 
     Args:
         config: mrcnn Config (STEPS_PER_EPOCH, AUGMENT, optimiser fields...).
         layers: 'heads', '3+', '4+', '5+', 'all' or a regex over layer names.
         init_weights: HDF5 weights loaded by layer name before training (mismatches skipped).
+        cascade_from: a single-stage model's weights file to start a cascade model from
+            (mrcnn.model.warm_start_cascade).
     """
 
     name = "mrcnn"
 
-    def __init__(self, config: Config, layers: str = "all", init_weights: str | None = None):
+    def __init__(self, config: Config, layers: str = "all", init_weights: str | None = None,
+                 cascade_from: str | None = None):
         self.config = config
         self.layers = layers
         self.init_weights = init_weights
+        self.cascade_from = cascade_from
 
     @property
-    def learning_rate(self) -> float:
+    def per_replica_batch(self) -> int:
+        return self.config.IMAGES_PER_GPU
+
+    @property
+    def base_learning_rate(self) -> float:
         return self.config.LEARNING_RATE
 
     @property
-    def batch_size(self) -> int:
-        return self.config.BATCH_SIZE
+    def data_config(self) -> Config:
+        """The config the data is made with: GPU_COUNT = replicas, so BATCH_SIZE is the global batch."""
+        replicas = self.scaling.replicas if self.scaling else 1
+        return self.config.replace(GPU_COUNT=replicas) if self.config.GPU_COUNT != replicas else self.config
 
     def train_data(self, samples: list, seed: int, **workers: Any) -> keras.utils.PyDataset:
         from mrcnn.data import MrcnnDataset
 
-        return MrcnnDataset(samples, self.config, training=True, seed=seed, **workers)
+        return MrcnnDataset(samples, self.data_config, training=True, seed=seed, **workers)
 
     def val_data(self, samples: list) -> Any:
         from mrcnn.data import MrcnnDataset
 
-        return MrcnnDataset(samples, self.config, training=False)
+        return MrcnnDataset(samples, self.data_config, training=False)
 
     def build(self, fresh: bool = True) -> keras.Model:
         """The compiled model (call inside the strategy's scope); ``fresh``: apply init_weights."""
@@ -122,7 +170,12 @@ class MrcnnTask:
 
             report = load_weights_by_name(model, self.init_weights, skip_mismatch=True)
             print(f"loaded {len(report['loaded'])} layers by name from {self.init_weights}")
-        model.compile_for_training(self.config.LEARNING_RATE, self.layers)
+        if self.cascade_from and fresh:
+            from mrcnn.model import warm_start_cascade
+
+            report = warm_start_cascade(model, self.cascade_from)
+            print(f"cascade from {self.cascade_from}: {len(report['from_first_stage'])} stage layers from its box head")
+        model.compile_for_training(self.learning_rate, self.layers)
         return model
 
     def export(self, checkpoint: Path, stem: Path) -> Path:

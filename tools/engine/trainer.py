@@ -15,6 +15,13 @@ A run folder (``--out``) holds::
 (:mod:`tools.engine.tasks`). An interrupted run (Ctrl-C, SIGTERM) saves its last checkpoint
 and returns 130 without exporting; ``--resume`` continues it. A NaN loss raises
 :class:`tools.engine.callbacks.TrainingStopped`.
+
+On several machines (``multi_worker``, :mod:`tools.engine.distribute`) every worker runs
+:func:`train` with the same options and run folder: each reads the same data and split (the
+chief's split.json when there is one), builds the model, resumes from the chief's last checkpoint,
+and trains in lockstep; only the chief writes the files above, exports and scores. At the end
+each worker prints a digest of its weights (they are equal), then all wait for the chief to
+finish, so that no worker is reported as lost while the chief still exports.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from preprocessing.files import remove_stale_temporaries, save_json_atomic
 from preprocessing.settings import Settings
 from tools import progress
 from tools.engine.callbacks import TimeBudget, cosine_schedule, load_optimizer, make_callbacks, resume_state
-from tools.engine.distribute import get_strategy
+from tools.engine.distribute import (agreement, get_strategy, is_chief, is_multi_worker, scale_batch, statistics_sync,
+                                     weights_digest, worker_count, worker_name)
 
 INTERRUPTED = 130
 
@@ -52,6 +60,8 @@ class TrainOptions(Settings):
     workers: int = 1  # PyDataset workers
     multiprocessing: bool = False  # workers are processes, not threads
     multi_gpu: bool = False  # tf.distribute.MirroredStrategy over all GPUs
+    multi_worker: bool = False  # tf.distribute.MultiWorkerMirroredStrategy over the machines of TF_CONFIG
+    lr_scaling: str = "linear"  # learning rate x replicas ('linear'), x sqrt(replicas) or as configured ('none')
     export: str | None = None  # 'best' or 'last' checkpoint exported; None: 'last' with time_limit, else 'best'
     val_score: bool = True  # score the exported model on the validation images (DSB metric)
     # Domain hold-out: validate on whole acquisition domains (preprocessing.domains) training never
@@ -79,12 +89,15 @@ class TrainOptions(Settings):
             raise NucleiError("--holdout-domains needs 'auto' or domain names")
         if self.holdout_domains and self.split_file:
             raise NucleiError("give --split or --holdout-domains, not both")
+        if self.lr_scaling not in ("linear", "sqrt", "none"):
+            raise NucleiError(f"--lr-scaling must be linear, sqrt or none, got {self.lr_scaling!r}")
 
 
-def check_run_folder(run_dir: Path, resume: bool, quiet: bool = False) -> None:
+def check_run_folder(run_dir: Path, resume: bool, quiet: bool = False, create: bool = True) -> None:
     """Refuse an --out that cannot hold a run, before anything is loaded.
 
-    ``--resume`` on a folder without a run says so (unless ``quiet``) and starts one."""
+    ``--resume`` on a folder without a run says so (unless ``quiet``) and starts one. ``create``:
+    make the folder (False on a worker that is not the chief: it writes nothing there)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise NucleiError("--out is a file, expected a run folder", run_dir)
     if (run_dir / "state.json").exists() and not resume:
@@ -92,15 +105,26 @@ def check_run_folder(run_dir: Path, resume: bool, quiet: bool = False) -> None:
                           run_dir)
     if resume and not (run_dir / "state.json").exists() and not quiet:
         print(f"--resume: {run_dir} holds no run yet; starting a new one")
+    if not create:
+        return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise NucleiError(f"cannot create the run folder: {error.strerror or error}", run_dir) from None
 
 
-def split_samples(samples: list, options: TrainOptions, run_dir: Path) -> tuple[list, list]:
-    """Train and validation samples: a resumed run keeps its split.json, a new one writes it."""
-    from preprocessing.split import read_split, save_split, stratified_split
+def split_samples(samples: list, options: TrainOptions, run_dir: Path, write: bool = True) -> tuple[list, list]:
+    """Train and validation samples: a resumed run keeps its split.json, a new one writes it.
+
+    ``write=False`` (a worker that is not the chief) computes the same split without writing it;
+    every rule is a pure function of the data and the options, so all workers agree."""
+    from preprocessing.split import read_split, save_split as _save_split, stratified_split
+
+    say = print if write else (lambda *args: None)  # the chief's log says it once
+
+    def save_split(*args: Any) -> None:
+        if write:
+            _save_split(*args)
 
     saved = read_split(run_dir / "split.json")
     if saved is not None:
@@ -118,9 +142,9 @@ def split_samples(samples: list, options: TrainOptions, run_dir: Path) -> tuple[
         train_ids, val_ids = [i for i in given[0] if i in known], [i for i in given[1] if i in known]
         absent = len(given[0]) + len(given[1]) - len(train_ids) - len(val_ids)
         unlisted = len(known - set(given[0]) - set(given[1]))
-        print(f"split from {options.split_file}: {len(train_ids)} train, {len(val_ids)} validation images"
-              + (f"; {absent} listed ids are not in --data" if absent else "")
-              + (f"; {unlisted} images of --data are in neither list and left out" if unlisted else ""))
+        say(f"split from {options.split_file}: {len(train_ids)} train, {len(val_ids)} validation images"
+            + (f"; {absent} listed ids are not in --data" if absent else "")
+            + (f"; {unlisted} images of --data are in neither list and left out" if unlisted else ""))
         if not val_ids and options.val_fraction > 0:
             raise NucleiError("no validation image of this split file is in --data", options.split_file)
         save_split(run_dir / "split.json", train_ids, val_ids, {"rule": "given", "source": str(options.split_file)})
@@ -132,7 +156,7 @@ def split_samples(samples: list, options: TrainOptions, run_dir: Path) -> tuple[
         if not held:
             raise NucleiError("no domain to hold out: the data has too few acquisition domains", options.data[0])
         train_ids, val_ids = domain_holdout_split([s.image_id for s in samples], domains, held)
-        print(f"domain hold-out: validating on {', '.join(held)} ({len(val_ids)} images)")
+        say(f"domain hold-out: validating on {', '.join(held)} ({len(val_ids)} images)")
         save_split(run_dir / "split.json", train_ids, val_ids,
                    {"rule": "preprocessing.domains.domain_holdout_split", "holdout": held,
                     "domains": {i: domains[i] for i in val_ids}})
@@ -151,17 +175,29 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
     from preprocessing.dataset import load_training_samples
 
     run_dir = Path(run_dir)
-    check_run_folder(run_dir, resume)
-    stale = remove_stale_temporaries(run_dir)  # left by a run killed mid-write (kill -9, power loss)
-    if stale:
-        print(f"removed {stale} temporary file(s) left in {run_dir} by an interrupted run")
-    task.config.save(run_dir / "config.json")
-    options.save(run_dir / "options.json")
+    # first: a MultiWorkerMirroredStrategy must exist before TensorFlow runs anything
+    strategy = get_strategy(options.multi_gpu, options.multi_worker)
+    chief = is_chief(strategy)
+    check_run_folder(run_dir, resume, quiet=not chief, create=chief)
+    if chief:
+        stale = remove_stale_temporaries(run_dir)  # left by a run killed mid-write (kill -9, power loss)
+        if stale:
+            print(f"removed {stale} temporary file(s) left in {run_dir} by an interrupted run")
+        task.config.save(run_dir / "config.json")
+        options.save(run_dir / "options.json")
+    if is_multi_worker(strategy):
+        print(f"{worker_name(strategy)} of {worker_count(strategy)} workers"
+              + (" (the chief: writes the run folder)" if chief else "; the chief writes the run folder"))
+    scaling = scale_batch(task.per_replica_batch, task.base_learning_rate, strategy.num_replicas_in_sync,
+                          options.lr_scaling)
+    task.distribute(scaling)
+    if scaling.replicas > 1:
+        print(scaling.describe())
     keras.utils.set_random_seed(options.seed)
 
     samples = load_training_samples(options.data, options.exclude, options.max_images, options.seed,
-                                    progress=progress.enabled())
-    train_samples, val_samples = split_samples(samples, options, run_dir)
+                                    progress=progress.enabled() and chief)
+    train_samples, val_samples = split_samples(samples, options, run_dir, write=chief)
     if not train_samples:
         raise NucleiError("no training images left after the validation split", options.data[0])
     print(f"training on {len(train_samples)} images, validating on {len(val_samples)}")
@@ -170,10 +206,11 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
                                  max_queue_size=2 * max(1, options.workers))
     val_data = task.val_data(val_samples) if val_samples else None
 
+    # every worker reads the chief's checkpoint: the run folder is shared
     initial_epoch, last_weights = resume_state(run_dir) if resume else (0, None)
     if hasattr(train_data, "set_epoch"):
         train_data.set_epoch(initial_epoch)
-    with get_strategy(options.multi_gpu).scope():
+    with strategy.scope():
         model = task.build(**({"fresh": last_weights is None} if task.name == "mrcnn" else {}))
         if last_weights is None and options.warm_start:
             _load_checkpoint(model, Path(options.warm_start), "--warm-start weights")
@@ -185,11 +222,20 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
                   + ("" if restored else " (optimizer state restarted)"))
     if initial_epoch >= options.epochs:
         print(f"run already has {initial_epoch} epochs (asked for {options.epochs}); nothing to train")
+        status = 0
     else:
-        status = _fit(model, task, options, run_dir, train_data, val_data, initial_epoch)
-        if status:
-            return status
-    return finish(task, options, run_dir, val_samples)
+        status = _fit(model, task, options, run_dir, train_data, val_data, initial_epoch, strategy)
+    if not is_multi_worker(strategy):
+        return status or finish(task, options, run_dir, val_samples)
+    print(f"{worker_name(strategy)}: weights digest {weights_digest(model)}")
+    try:
+        if not status and chief:
+            status = finish(task, options, run_dir, val_samples)
+    finally:
+        # the others wait here for the chief's export: a worker that left would be reported lost
+        # meanwhile; a chief that failed still releases them (its own error is the one to read)
+        agreement(strategy)([0.0])
+    return status
 
 
 def _load_checkpoint(model: keras.Model, path: Path, what: str = "checkpoint") -> None:
@@ -203,11 +249,14 @@ def _load_checkpoint(model: keras.Model, path: Path, what: str = "checkpoint") -
 
 
 def _fit(model: keras.Model, task: Any, options: TrainOptions, run_dir: Path, train_data: Any, val_data: Any,
-         initial_epoch: int) -> int:
-    schedule = (TimeBudget(task.learning_rate, options.time_limit) if options.time_limit
+         initial_epoch: int, strategy: Any = None) -> int:
+    agree = agreement(strategy) if strategy is not None else None  # None on one machine
+    schedule = (TimeBudget(task.learning_rate, options.time_limit, agree=agree) if options.time_limit
                 else cosine_schedule(task.learning_rate, options.epochs))
+    write = strategy is None or is_chief(strategy)
+    sync = statistics_sync(strategy, model) if strategy is not None else None
     callbacks = make_callbacks(run_dir, "val_loss" if val_data is not None else "loss", "min", initial_epoch,
-                               schedule)
+                               schedule, write=write, agree=agree, sync=sync)
     checkpoint = callbacks[0]
     started = time.time()
     start_step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
@@ -217,7 +266,8 @@ def _fit(model: keras.Model, task: Any, options: TrainOptions, run_dir: Path, tr
     elapsed = time.time() - started
     interrupted = checkpoint.check()  # raises TrainingStopped on NaN
     if interrupted:
-        print(f"interrupted: saved {run_dir / 'last.weights.h5'}; continue with --resume")
+        print(f"interrupted: saved {run_dir / 'last.weights.h5'}; continue with --resume" if write
+              else "interrupted: the chief saved the last checkpoint; continue with --resume")
         return INTERRUPTED
     done = (int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - start_step) * task.batch_size
     print(f"trained {done} crops in {elapsed:.0f} s ({done / max(elapsed, 1e-9):.2f} crops/s)")
