@@ -30,7 +30,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tools.cli import run_command
 
@@ -104,21 +103,10 @@ def weights_for(args: argparse.Namespace) -> dict[str, Path]:
             for name in models}
 
 
-def domain_reference_for(weights: Any) -> dict | None:
-    """The training set's domain reference (``training_domains.json`` beside the weights, as
-    weights/ ships for its models), read only when every model's weights sit beside the same one."""
-    from preprocessing.domains import load_reference
-
-    folders = {Path(path).parent for path in weights}
-    if len(folders) != 1 or not (next(iter(folders)) / "training_domains.json").is_file():
-        return None
-    return load_reference(next(iter(folders)) / "training_domains.json")
-
-
 def predict(args: argparse.Namespace) -> int:
     from tools.inference.folder import (check_out_folder, list_images, model_settings, predict_folder,
                                         report_against_truth, run_settings)
-    from tools.inference.models import build_pipeline, load_predictor, resolve_params
+    from tools.inference.models import build_pipeline, load_predictor, resolve_params, training_domains_for
 
     list_images(args.images)  # bad ids fail before any model loads
     model = "ensemble" if args.ensemble else args.model
@@ -145,7 +133,7 @@ def predict(args: argparse.Namespace) -> int:
     started = time.time()
     counts = predict_folder(pipeline, args.images, args.out, not args.no_overlays, not args.no_labels,
                             progress=True, keep_labels=keep, shard=args.shard, resume=args.resume, settings=settings,
-                            reference=domain_reference_for(weights.values()))
+                            reference=training_domains_for(weights.values()))
     elapsed = time.time() - started
     out = Path(args.out)
     if truth is not None:

@@ -297,6 +297,10 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
 
         iterator = progress_bar(todo, desc="predicting")
     unfamiliar: dict[str, dict[str, Any]] = {}
+    if reference is not None and skipped and (out_dir / UNFAMILIAR_FILE).is_file():
+        # the images a resumed run skips were checked when they were predicted
+        earlier_list = json.loads((out_dir / UNFAMILIAR_FILE).read_text())
+        unfamiliar.update({image_id: earlier_list[image_id] for image_id in skipped if image_id in earlier_list})
     for image_id, path in iterator:
         image = read_image(path)
         if reference is not None:
@@ -336,7 +340,7 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
         row = unfamiliar[farthest]
         example = (f"{row['distance']:.1f} SD, training images at most {row['limit']:.1f}"
                    if row["distance"] is not None else "no training image of its kind")
-        print(f"note: {len(unfamiliar)} of {len(todo)} images look unlike every training acquisition (farther "
+        print(f"note: {len(unfamiliar)} of {len(ids)} images look unlike every training acquisition (farther "
               f"from the nearest training domain than any training image; e.g. {farthest}: {example}): "
               f"expect lower accuracy there. List: {out_dir / UNFAMILIAR_FILE}")
     return FolderRun({image_id: len(results[image_id][1]) for image_id in ids}, skipped, shard, unfamiliar)

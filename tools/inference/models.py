@@ -41,6 +41,21 @@ def load_predictor(model: str, weights: str | Path | None = None) -> Any:
     return MrcnnPredictor.from_path(weights)
 
 
+TRAINING_DOMAINS_FILE = "training_domains.json"  # bench/domains.py --reference, beside the weights
+
+
+def training_domains_for(weights: Any) -> dict | None:
+    """The training set's domain reference (preprocessing.domains.domain_reference): the
+    training_domains.json beside the weights, as weights/ ships for its models; None when the
+    weights files lie in different folders or none is there."""
+    from preprocessing.domains import load_reference
+
+    folders = {Path(path).parent for path in weights}
+    if len(folders) != 1 or not (next(iter(folders)) / TRAINING_DOMAINS_FILE).is_file():
+        return None
+    return load_reference(next(iter(folders)) / TRAINING_DOMAINS_FILE)
+
+
 def model_of_weights(weights: str | Path) -> str:
     """'unet' or 'mrcnn', read from the config JSON beside a weights file."""
     from preprocessing.settings import config_path_for

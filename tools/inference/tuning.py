@@ -277,7 +277,7 @@ def cross_domain_check(scores: _SettingScores, ids: list[str], domains: dict[str
 
 
 def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, domains: dict[str, str] | None = None,
-         space: str = "full", check_domains: bool = True,
+         space: str = "small", check_domains: bool = True,
          keep_tuned: bool = False) -> tuple[InferenceParams, dict[str, Any]]:
     """Tune the pipeline's decode thresholds and post-processing on ``samples``.
 
@@ -291,7 +291,7 @@ def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, d
             two domains, a leave-one-domain-out check scores the search on domains it did not
             see (report 'cross_domain'); 'accepted' is False when the tuned setting does not
             beat the defaults there, and the defaults are returned instead.
-        space: 'full' or 'small' (see search_space).
+        space: 'small' (the default, as tools.tune's) or 'full' (see search_space).
         keep_tuned: return the tuned setting even when the check rejects it.
 
     Returns:

@@ -185,3 +185,29 @@ def test_images_unlike_the_training_set_are_listed_and_counted(tmp_path, capsys)
     assert set(listed) == {"huge_bright"} and listed["huge_bright"]["distance"] > listed["huge_bright"]["limit"]
     again = predict_folder(SquareModel(), folder, out, overlays=False, progress=False)  # no reference: no list
     assert not again.unfamiliar and not (out / "unfamiliar.json").exists()
+
+
+def test_a_resumed_run_keeps_the_unfamiliar_images_it_skips(tmp_path):
+    import json
+
+    from preprocessing.domains import assign_domains, domain_reference, image_features
+
+    dark = np.full((64, 64, 3), 10, np.uint8)
+    dark[20:30, 20:30] = 200
+    train = {}
+    for k in range(6):
+        image = dark.copy()
+        image[k:k + 2, :] = 12 + k
+        train[f"t{k}"] = image_features(image)
+    reference = domain_reference(train, assign_domains(train, n_domains=1))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_png(folder / "a_bright.png", np.full((64, 400, 3), 90, np.uint8))
+    write_png(folder / "b_bright.png", np.full((64, 400, 3), 95, np.uint8))
+    out = tmp_path / "out"
+    predict_folder(SquareModel(), folder, out, overlays=False, progress=False, reference=reference)
+    (out / ".records" / "b_bright.json").unlink()  # as if killed before the second image was done
+    run = predict_folder(SquareModel(), folder, out, overlays=False, progress=False, reference=reference,
+                         resume=True)
+    assert run.skipped == ["a_bright"]
+    assert set(json.loads((out / "unfamiliar.json").read_text())) == {"a_bright", "b_bright"}

@@ -54,7 +54,7 @@ def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset, tmp_path):
     samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:2]
     model = _ShrunkTruth({s.image.shape[:2]: s.labels for s in samples[:1]})
     pipeline = InferencePipeline(None, InstanceModel(model), InferenceParams(tta=1))
-    params, report = tune(pipeline, samples[:1], rounds=1, progress=False)
+    params, report = tune(pipeline, samples[:1], rounds=1, progress=False, space="full")
     assert params.postprocess.dilate >= 1
     assert report["score"] > report["baseline_score"]
     save_params(params, tmp_path / "p.json", report)
@@ -110,7 +110,7 @@ def test_tuned_setting_that_helps_one_domain_only_is_not_kept(sample_dataset):
     # Domain a's nuclei come out eroded (dilation helps), domain b's exact (dilation hurts):
     # tuned on either domain alone, the setting loses on the other, so the defaults stay.
     pipeline, samples, domains = _two_domain_pipeline(sample_dataset, {"a"})
-    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains)
+    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains, space="full")
     cross = report["cross_domain"]
     assert cross["folds"] == 2 and set(cross["per_domain"]) == {"a", "b"}
     assert cross["per_domain"]["b"]["tuned"] < cross["per_domain"]["b"]["default"]
@@ -121,7 +121,7 @@ def test_tuned_setting_that_helps_one_domain_only_is_not_kept(sample_dataset):
 
 def test_tuned_setting_that_helps_every_domain_is_kept(sample_dataset):
     pipeline, samples, domains = _two_domain_pipeline(sample_dataset, {"a", "b"})
-    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains)
+    params, report = tune(pipeline, samples, rounds=1, progress=False, domains=domains, space="full")
     assert report["accepted"] and params.postprocess.dilate >= 1
     assert report["cross_domain"]["tuned"] > report["cross_domain"]["default"]
     assert set(report["per_domain"]) == {"a", "b"}
