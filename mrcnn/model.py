@@ -141,8 +141,15 @@ class MaskRCNN(keras.Model):
         """The detection-target layer of every stage, first to last."""
         return [self.detection_targets] + list(getattr(self, "cascade_targets", []))
 
-    def call(self, images, training=False):
-        """Inference (see the class doc). A training batch dict is accepted (its 'image' is used)."""
+    def call(self, images, training=False, trim_detections=False):
+        """Inference (see the class doc). A training batch dict is accepted (its 'image' is used).
+
+        ``trim_detections``: run the mask head on the first ``max(count)`` detections only, so
+        ``masks`` is [B, max(count), M, M] instead of [B, DETECTION_MAX_INSTANCES, M, M]. The
+        mask head is most of the inference cost and a nucleus image fills a fraction of the
+        400 slots; the shape becomes data-dependent, so only eager or TF-graph callers use it
+        (XLA / JAX need the static default).
+        """
         if isinstance(images, dict):
             images = images["image"]
         features, _, probs, deltas, anchors, size = self._rpn(images, False)
@@ -156,8 +163,12 @@ class MaskRCNN(keras.Model):
             stage_probs.append(class_probs)
         class_probs = cascade.mean_scores(stage_probs)  # the paper's ensemble of the stages' scores
         boxes, class_ids, scores, count = self.detection([rois, class_probs, box_deltas, size])
-        mask_logits = self.mask_head(self.mask_align([boxes] + features[:4]))
-        masks = ops.sigmoid(take_class(ops.transpose(mask_logits, (0, 1, 4, 2, 3)), class_ids))
+        mask_boxes, mask_classes = boxes, class_ids
+        if trim_detections:
+            kept = ops.maximum(ops.max(count), 1)  # at least one row keeps every shape non-empty
+            mask_boxes, mask_classes = boxes[:, :kept], class_ids[:, :kept]
+        mask_logits = self.mask_head(self.mask_align([mask_boxes] + features[:4]))
+        masks = ops.sigmoid(take_class(ops.transpose(mask_logits, (0, 1, 4, 2, 3)), mask_classes))
         return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "count": count, "masks": masks}
 
     def compute_losses(self, batch, training=True):
@@ -303,14 +314,17 @@ class MaskRCNN(keras.Model):
 
     # -------------------------------------------------------------- inference
     def infer(self, batch):
-        """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays."""
+        """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays.
+
+        Under TensorFlow, one shape-relaxed graph with ``trim_detections``: ``masks`` is
+        [B, max(count), M, M] (the other outputs keep DETECTION_MAX_INSTANCES rows)."""
         if keras.backend.backend() != "tensorflow":
             out = self(ops.convert_to_tensor(np.asarray(batch, np.float32)), training=False)
             return {k: ops.convert_to_numpy(v) for k, v in out.items()}
         import tensorflow as tf
 
         if self._infer_fn is None:
-            self._infer_fn = tf.function(lambda x: self(x, training=False), reduce_retracing=True,
+            self._infer_fn = tf.function(lambda x: self(x, training=False, trim_detections=True), reduce_retracing=True,
                                          input_signature=[tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT], tf.float32)])
         out = self._infer_fn(tf.convert_to_tensor(batch, tf.float32))
         return {k: v.numpy() for k, v in out.items()}

@@ -377,13 +377,16 @@ def save_labels_layout(samples, out_root):
             write_png(folder / "labels" / f"{sample.image_id}.png", sample.labels.astype(np.uint16))
 
 
-def write_png(path, array):
+def write_png(path, array, compress_level=6):
     """Write uint8 or uint16 [H, W] / uint8 [H, W, 3] as PNG atomically (temp file + rename;
-    a failed or interrupted write leaves the previous file, or none, never half a PNG)."""
+    a failed or interrupted write leaves the previous file, or none, never half a PNG).
+
+    ``compress_level`` 0-9 (zlib): 1 writes an overlay three times faster than the default 6
+    for files about a quarter larger (tools.predict writes its per-image outputs so)."""
     from preprocessing.files import atomic_target
 
     with atomic_target(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def iter_images(root):

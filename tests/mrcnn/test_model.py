@@ -22,6 +22,24 @@ def test_inference_outputs(model):
     assert out["boxes"][..., [0, 2]].max() <= 128 and out["boxes"][..., [1, 3]].max() <= 64
 
 
+def test_trimmed_detections_give_the_same_masks_for_the_kept_rows():
+    keras.utils.set_random_seed(3)
+    model = MaskRCNN(TinyConfig(DETECTION_MIN_CONFIDENCE=0.0))
+    x = np.random.default_rng(3).normal(size=(2, 128, 64, 3)).astype(np.float32)
+    scores = keras.ops.convert_to_numpy(model(x, training=False)["scores"])
+    # a cut that keeps a few detections in one image and more in the other
+    model.detection.min_confidence = float(np.sort(scores[0])[-10])
+    full = {k: keras.ops.convert_to_numpy(v) for k, v in model(x, training=False).items()}
+    trimmed = model.infer(x)  # the TF graph path trims
+    kept = max(int(full["count"].max()), 1)
+    assert kept < model.config.DETECTION_MAX_INSTANCES  # the test would not test trimming otherwise
+    assert trimmed["masks"].shape == (2, kept, 14, 14)
+    np.testing.assert_array_equal(trimmed["count"], full["count"])
+    for b, n in enumerate(full["count"]):
+        np.testing.assert_allclose(trimmed["masks"][b, :n], full["masks"][b, :n], atol=1e-5)
+        np.testing.assert_allclose(trimmed["boxes"][b], full["boxes"][b], atol=1e-3)
+
+
 def test_weights_and_config_round_trip(model, tmp_path):
     x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype(np.float32)
     model.save_model(tmp_path / "m.weights.h5")

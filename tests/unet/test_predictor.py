@@ -19,10 +19,28 @@ def tiny():
 def test_freeing_forward_pass_equals_keras_call_exactly(tiny):
     batch = np.random.default_rng(0).random((2, 48, 64, 3)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(tiny.model(batch, training=False))
-    got = tiny.predict_batch(batch)
+    eager = UNetPredictor(tiny.model, tiny.config, compiled=False)
+    got = eager.predict_batch(batch)
     assert got.dtype == np.float32 and got.shape == (2, 48, 64, 3)
     np.testing.assert_array_equal(got, expected)  # dropout off, batch norm in inference mode
-    np.testing.assert_array_equal(tiny.predict_batch(batch), got)  # deterministic
+    np.testing.assert_array_equal(eager.predict_batch(batch), got)  # deterministic
+
+
+def test_compiled_forward_pass_matches_and_keeps_a_bounded_set_of_graphs(monkeypatch):
+    import unet.predictor as predictor_module
+
+    config = UNetConfig(depth=2, base_filters=4, max_filters=8, bottleneck_dilations=(1, 2), crop_size=32)
+    compiled = UNetPredictor(build_unet(config), config)
+    monkeypatch.setattr(predictor_module, "COMPILED_SHAPES", 2)
+    rng = np.random.default_rng(4)
+    for shape in [(1, 32, 32, 3), (2, 32, 48, 3), (1, 32, 32, 3), (1, 64, 32, 3)]:
+        batch = rng.random(shape).astype(np.float32)
+        expected = keras.ops.convert_to_numpy(compiled.model(batch, training=False))
+        got = compiled.predict_batch(batch)
+        assert got.dtype == np.float32 and got.shape == shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    # (2, 32, 48) was used least recently and dropped; the repeated (1, 32, 32) was kept
+    assert list(compiled._graphs) == [(1, 32, 32, 3), (1, 64, 32, 3)]
 
 
 def test_nested_functional_models_run_the_same_way():
