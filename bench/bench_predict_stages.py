@@ -2,12 +2,14 @@
 
     python bench/bench_predict_stages.py --images ../shared/dsb2018/stage1_test --out bench/results/predict_stages.json
     python bench/bench_predict_stages.py --images data/sample/stage1_train --models unet   # quick look
+    python bench/bench_predict_stages.py --images ../shared/dsb2018/stage1_test --models unet,unet-bf16,mrcnn,ensemble
 
 For each model (shipped weights and params, single pass) and each image: seconds reading the
 file, inside the network (the pipeline's own timer around the model calls), in everything else
 of ``pipeline.predict`` (normalisation, padding, tiling, watershed or mask pasting,
 post-processing), encoding the RLE and writing the 16-bit label PNG. The first image is run
-once before timing (graph tracing, allocation). Prints a table, writes JSON.
+once before timing (allocation). ``unet-bf16`` is the U-Net with ``--precision bfloat16``.
+Prints a table, writes JSON.
 """
 
 import argparse
@@ -28,10 +30,14 @@ STAGES = ("read", "network", "other inference", "rle", "write png")
 def time_model(model: str, paths: list[Path], scratch: Path) -> dict:
     """{stage: [seconds per image]} and pixel counts for one model over ``paths``."""
     from preprocessing.dataset import read_image, write_png
+    from tools.inference.folder import PNG_COMPRESSION
     from tools.inference.models import build_pipeline
     from tools.kaggle.rle import labels_to_rles
 
-    pipeline = build_pipeline(model)
+    if model == "unet-bf16":
+        pipeline = build_pipeline("unet", precision="bfloat16")
+    else:
+        pipeline = build_pipeline(model)
     pipeline.predict(read_image(paths[0]))  # warm-up: tracing and first allocations
     times = {stage: [] for stage in STAGES}
     pixels = []
@@ -45,7 +51,7 @@ def time_model(model: str, paths: list[Path], scratch: Path) -> dict:
         network = pipeline.network_seconds - network_before
         labels_to_rles(labels)
         rle_done = time.perf_counter()
-        write_png(scratch / f"{model}.png", labels.astype(np.uint16))
+        write_png(scratch / f"{model}.png", labels.astype(np.uint16), PNG_COMPRESSION)
         write_done = time.perf_counter()
         times["read"].append(read_done - started)
         times["network"].append(network)
@@ -75,13 +81,13 @@ def main() -> int:
             results[model] = time_model(model, paths, Path(scratch))
     print(f"{len(paths)} images, mean {np.mean(results[next(iter(results))]['pixels']) / 1e3:.0f}k pixels; "
           "seconds per image (share of the total):")
-    print(f"{'model':8s} " + " ".join(f"{stage:>17s}" for stage in STAGES) + f" {'total':>8s}")
+    print(f"{'model':9s} " + " ".join(f"{stage:>17s}" for stage in STAGES) + f" {'total':>8s}")
     for model, result in results.items():
         means = {stage: float(np.mean(result["seconds"][stage])) for stage in STAGES}
         total = sum(means.values())
         result["mean"] = means
         result["total"] = total
-        print(f"{model:8s} " + " ".join(f"{means[s]:8.3f} ({means[s] / total:5.1%})" for s in STAGES)
+        print(f"{model:9s} " + " ".join(f"{means[s]:8.3f} ({means[s] / total:5.1%})" for s in STAGES)
               + f" {total:8.3f}")
     save_json_atomic(args.out, {"command": "python bench/bench_predict_stages.py " + " ".join(sys.argv[1:]),
                                 "images": len(paths), "results": results})

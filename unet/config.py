@@ -12,6 +12,12 @@ from typing import Any
 from preprocessing.errors import NucleiError
 from preprocessing.settings import Settings
 
+# What the watershed grows seeds over, lowest first (unet.instances.growth_surface): 'body':
+# -P(body), the default; 'body_minus_border': P(border) - P(body), so the predicted border is a
+# ridge between touching nuclei; 'distance': minus the distance to the background, so basins
+# split at the necks of the foreground (its shape, not the network's maps).
+WATERSHED_SURFACES = ("body", "body_minus_border", "distance")
+
 # Output channels of the network, in order (softmax over the three).
 CLASSES = ("body", "border", "background")
 
@@ -68,6 +74,9 @@ class UNetConfig(Settings):
     min_seed_size: int = 3
     # Final nuclei smaller than this many pixels are dropped.
     min_nucleus_size: int = 8
+    # What seeds grow over: 'body' (-P(body)), 'body_minus_border' or 'distance'
+    # (WATERSHED_SURFACES above; measured per IoU threshold in bench/RESULTS.md).
+    watershed_surface: str = "body"
 
     # --- training ------------------------------------------------------------
     crop_size: int = 256
@@ -100,6 +109,8 @@ class UNetConfig(Settings):
             fail(f"normalization must be 'plain' or 'clahe', got {self.normalization!r}")
         if len(self.class_weights) != len(CLASSES):
             fail(f"class_weights needs {len(CLASSES)} values")
+        if self.watershed_surface not in WATERSHED_SURFACES:
+            fail(f"watershed_surface must be one of {', '.join(WATERSHED_SURFACES)}, got {self.watershed_surface!r}")
         for name in ("foreground_threshold", "seed_threshold"):
             if not 0 < getattr(self, name) < 1:
                 fail(f"{name} must be in (0, 1)")

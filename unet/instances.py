@@ -2,7 +2,8 @@
 
 seeds = connected components of P(body) > seed_threshold (small ones dropped);
 foreground = P(body) + P(border) > foreground_threshold;
-each foreground pixel joins a seed by watershed on -P(body), foreground
+each foreground pixel joins a seed by watershed on -P(body) (or another growth surface,
+``WATERSHED_SURFACES``), foreground
 components without any seed become one nucleus each; holes are filled and
 nuclei below the minimum size are dropped.
 """
@@ -12,7 +13,8 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from preprocessing.labels import remove_small
-from unet.targets import BACKGROUND, BODY
+from unet.config import WATERSHED_SURFACES
+from unet.targets import BACKGROUND, BODY, BORDER
 
 
 def fill_holes_per_label(labels):
@@ -53,16 +55,30 @@ def seed_unseeded_blobs(markers, foreground, first_id=None):
     return np.where(extra > 0, extra + (first_id - 1), markers), n_extra
 
 
+def growth_surface(probabilities, foreground, surface="body"):
+    """The watershed landscape: float [H, W] (see WATERSHED_SURFACES) from probabilities
+    float [H, W, 3] (body, border, background) and foreground bool [H, W]."""
+    if surface == "body":
+        return -probabilities[..., BODY]
+    if surface == "body_minus_border":
+        return probabilities[..., BORDER] - probabilities[..., BODY]
+    if surface == "distance":
+        return -ndimage.distance_transform_edt(foreground)
+    raise ValueError(f"unknown watershed surface {surface!r}; choose from {', '.join(WATERSHED_SURFACES)}")
+
+
 def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_threshold=0.7,
-                            min_seed_size=3, min_nucleus_size=8):
-    """probabilities: float [H, W, 3] softmax (body, border, background) -> labels int32 [H, W]."""
+                            min_seed_size=3, min_nucleus_size=8, surface="body"):
+    """probabilities: float [H, W, 3] softmax (body, border, background) -> labels int32 [H, W].
+
+    ``surface``: what the seeds grow over (WATERSHED_SURFACES)."""
     body = probabilities[..., BODY]
     foreground = (1.0 - probabilities[..., BACKGROUND]) > foreground_threshold
     seeds, _ = ndimage.label(body > seed_threshold)
     seeds, _ = remove_small(seeds, min_seed_size)
     seeds[~foreground] = 0
     seeds, _ = seed_unseeded_blobs(seeds, foreground)
-    labels = watershed(-body, markers=seeds, mask=foreground)
+    labels = watershed(growth_surface(probabilities, foreground, surface), markers=seeds, mask=foreground)
     labels = fill_holes_per_label(labels.astype(np.int32))
     return remove_small(labels, min_nucleus_size)[0]
 
@@ -70,4 +86,4 @@ def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_thresh
 def labels_from_config(probabilities, config):
     """Same as probabilities_to_labels with thresholds from a UNetConfig."""
     return probabilities_to_labels(probabilities, config.foreground_threshold, config.seed_threshold,
-                                   config.min_seed_size, config.min_nucleus_size)
+                                   config.min_seed_size, config.min_nucleus_size, config.watershed_surface)

@@ -13,9 +13,9 @@ after its last use (about 1.1 KB per pixel). ``activation_bytes_per_pixel`` is t
 estimate tools.inference.pipeline plans tiles with.
 
 Speed: under TensorFlow, ``predict_batch`` runs a graph traced once per input shape (a few
-tenths of a second each, kept for the last ``COMPILED_SHAPES`` shapes); the graph executor
-also frees each intermediate after its last use, and runs a 256 x 256 image in 0.06 s
-against 0.11 s eagerly on the 2-core CPU (bench/RESULTS.md, issue 10). Other backends, or
+tenths of a second each, from a shape's second use on; the graphs of the last ``COMPILED_SHAPES``
+shapes are kept). The graph executor also frees each intermediate after its last use, and runs
+a 256 x 256 image in 0.06 s against 0.11 s eagerly on the 2-core CPU (bench/RESULTS.md, issue 10). Other backends, or
 ``compiled=False``, run :func:`run_freeing` eagerly.
 """
 
@@ -36,9 +36,13 @@ from unet.model import build_unet
 
 # Resident memory of a loaded U-Net beyond the runtime (weights, Keras objects, kernels), MB.
 RESIDENT_MB = 250
+# Arithmetic of the forward pass: float32, or bfloat16 with float32 weights and output
+# (Keras' mixed_bfloat16); bfloat16 is ~25 % faster on a CPU with AVX512-BF16 or AMX and
+# scored the same on validation (bench/RESULTS.md, issue 10).
+PRECISIONS = ("float32", "bfloat16")
 # Traced graphs kept, one per input shape (least recently used dropped): a folder has few
 # sizes, and TTA and tiling add a few more.
-COMPILED_SHAPES = 16
+COMPILED_SHAPES = 48
 
 
 def _execution_plan(function: Any) -> tuple[list, dict[int, int], set[int]]:
@@ -107,16 +111,42 @@ def run_freeing(model: Any, inputs: Any) -> Any:
     return tree.pack_sequence_as(model._outputs_struct, [values[id(t)] for t in tree.flatten(model.outputs)])
 
 
+def _build_in_precision(config: UNetConfig, precision: str) -> Any:
+    """build_unet under the dtype policy of ``precision`` (Keras' policy is global: restored after)."""
+    import keras
+
+    if precision == "float32":
+        return build_unet(config)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        return build_unet(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere
+    bfloat16 is emulated and slower than float32. False when it cannot tell (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class UNetPredictor:
     """Wraps a built U-Net and its config."""
 
     resident_mb = RESIDENT_MB
 
-    def __init__(self, model: Any, config: UNetConfig, compiled: bool = True):
+    def __init__(self, model: Any, config: UNetConfig, compiled: bool = True, precision: str = "float32"):
         self.model = model
         self.config = config
+        self.precision = precision
         self.compiled = compiled
         self._graphs: dict[tuple[int, ...], Any] = {}  # input shape -> traced graph, oldest first
+        self._seen_once: set[tuple[int, ...]] = set()  # shapes run once, eagerly
 
     @property
     def activation_bytes_per_pixel(self) -> float:
@@ -131,8 +161,13 @@ class UNetPredictor:
         return per_pixel * (1.5 if self.config.encoder == "mobilenetv2" else 1.0)
 
     @classmethod
-    def from_path(cls, weights_path: str | Path, config_path: str | Path | None = None) -> "UNetPredictor":
-        """Load ``X.weights.h5`` with ``X.json`` beside it (a run's best/last use its config.json)."""
+    def from_path(cls, weights_path: str | Path, config_path: str | Path | None = None,
+                  precision: str = "float32") -> "UNetPredictor":
+        """Load ``X.weights.h5`` with ``X.json`` beside it (a run's best/last use its config.json).
+
+        ``precision``: one of PRECISIONS (the weights stay float32 either way)."""
+        if precision not in PRECISIONS:
+            raise NucleiError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         weights_path = Path(weights_path)
         if not weights_path.is_file():
             raise NucleiError("weights file not found", weights_path)
@@ -140,13 +175,13 @@ class UNetPredictor:
         if not config_path.is_file():
             raise NucleiError(f"config not found beside the weights (expected {config_path.name})", weights_path)
         config = UNetConfig.load(config_path).replace(encoder_weights=None)  # the weights hold the encoder
-        model = build_unet(config)
+        model = _build_in_precision(config, precision)
         try:
             model.load_weights(weights_path)
         except Exception as error:  # h5py / Keras raise many kinds
             raise NucleiError(f"these weights do not fit the U-Net of {config_path.name} "
                               f"({str(error).splitlines()[0][:200]})", weights_path) from None
-        return cls(model, config)
+        return cls(model, config, precision=precision)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] -> float32 [H, W, C] network input (the config's normalisation)."""
@@ -168,11 +203,21 @@ class UNetPredictor:
         return keras.ops.convert_to_numpy(self.model(batch, training=False))
 
     def _graph_for(self, shape: tuple[int, ...]) -> Any:
-        """numpy float32 [B, h, w, C] -> numpy float32 [B, h, w, 3], traced for ``shape``."""
+        """numpy float32 [B, h, w, C] -> numpy float32 [B, h, w, 3], traced for ``shape`` from its
+        second use on (the first runs eagerly)."""
+        import keras
         import tensorflow as tf
 
         graph = self._graphs.pop(shape, None)
+        if graph is None and shape not in self._seen_once:
+            # first sight: eagerly (a trace costs about two graph runs, and many shapes, such as a
+            # folder's odd sizes or their TTA zooms, come once); the second sight traces
+            if len(self._seen_once) >= 4 * COMPILED_SHAPES:
+                self._seen_once.clear()
+            self._seen_once.add(shape)
+            return lambda batch: keras.ops.convert_to_numpy(run_freeing(self.model, batch))
         if graph is None:
+            self._seen_once.discard(shape)
             if len(self._graphs) >= COMPILED_SHAPES:
                 self._graphs.pop(next(iter(self._graphs)))
             traced = tf.function(lambda x: self.model(x, training=False)).get_concrete_function(

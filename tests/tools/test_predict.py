@@ -98,3 +98,16 @@ def test_instance_tta_of_a_flip_invariant_model_equals_single_pass(sample_datase
     single, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), InferenceParams(tta=1)).predict(image)
     eight, _ = InferencePipeline(None, InstanceModel(_ThresholdInstances()), InferenceParams(tta=8)).predict(image)
     assert image_score(single, eight)["score"] == 1.0
+
+
+def test_cli_bfloat16_is_recorded_and_a_float32_resume_is_refused(tiny_unet, two_images, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    base = [str(PYTHON), "-m", "tools.predict", "--weights", str(tiny_unet[0]), "--images", str(two_images),
+            "--out", str(out), "--no-overlays"]
+    run = subprocess.run(base + ["--precision", "bfloat16"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bfloat16"
+    again = subprocess.run(base + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "precision" in again.stderr, again.stderr

@@ -57,3 +57,50 @@ def test_unseeded_blobs_become_markers_from_first_id():
     # new ids in raster order of the blobs: (0, 11) comes first
     assert out[0, 11] == 5 and (out[1:5, 6:9] == 6).all() and out[2, 2] == 1
     assert seed_unseeded_blobs(out, foreground)[1] == 0  # everything is seeded now
+
+
+def _two_seeds_with_a_border_ridge():
+    """Foreground 20 x 40; seeds at both ends; flat P(body) between them, a border ridge at column 28."""
+    probs = np.zeros((20, 40, 3), np.float32)
+    probs[..., :] = [0.6, 0.2, 0.2]
+    probs[:, 2:6] = [0.95, 0.03, 0.02]
+    probs[:, 34:38] = [0.95, 0.03, 0.02]
+    probs[:, 28] = [0.6, 0.38, 0.02]  # P(body) as flat as around it: only the border marks it
+    return probs
+
+
+def test_body_minus_border_surface_splits_on_the_predicted_border():
+    probs = _two_seeds_with_a_border_ridge()
+    split = probabilities_to_labels(probs, surface="body_minus_border")
+    assert split.max() == 2
+    left = split[10] == split[10, 3]
+    assert left[:28].all() and not left[29:].any()  # the boundary sits on the ridge
+    plain = probabilities_to_labels(probs, surface="body")  # P(body) alone does not see the ridge
+    assert plain.max() == 2 and not np.array_equal(plain, split)
+
+
+def test_distance_surface_splits_at_the_neck():
+    yy, xx = np.mgrid[:30, :50]
+    discs = ((yy - 15) ** 2 + (xx - 12) ** 2 < 100) | ((yy - 15) ** 2 + (xx - 36) ** 2 < 100)
+    neck = discs | ((abs(yy - 15) < 3) & (xx > 12) & (xx < 36))
+    probs = np.zeros((30, 50, 3), np.float32)
+    probs[..., 2] = 1
+    probs[neck] = [0.6, 0.2, 0.2]  # foreground, body below the seed threshold
+    probs[(yy - 15) ** 2 + (xx - 12) ** 2 < 9] = [0.9, 0.05, 0.05]  # a seed in each disc
+    probs[(yy - 15) ** 2 + (xx - 36) ** 2 < 9] = [0.9, 0.05, 0.05]
+    labels = probabilities_to_labels(probs, surface="distance", min_nucleus_size=1)
+    assert labels.max() == 2
+    row = labels[15]
+    cut = np.flatnonzero(row[:-1] != row[1:])
+    cut = cut[(cut > 12) & (cut < 36)]
+    assert len(cut) == 1 and 20 <= cut[0] <= 28  # at the neck, between the discs' rims (22 and 26)
+
+
+def test_unknown_surface_is_refused():
+    import pytest
+
+    from preprocessing.errors import NucleiError
+    from unet.config import UNetConfig
+
+    with pytest.raises(NucleiError, match="watershed_surface"):
+        UNetConfig(watershed_surface="gradient").validate()

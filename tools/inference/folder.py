@@ -129,14 +129,19 @@ def file_digest(*paths: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_settings(model: str, weights: dict[str, str | Path], params: Any) -> dict[str, Any]:
+def model_settings(model: str, weights: dict[str, str | Path], params: Any,
+                   precision: str = "float32") -> dict[str, Any]:
     """What decides a run's predictions: the model, its weights (by content: the weights file and
-    the config JSON beside it, so a copy elsewhere matches), and the InferenceParams."""
+    the config JSON beside it, so a copy elsewhere matches), the InferenceParams and the U-Net's
+    arithmetic (recorded only when not float32, so runs of earlier versions still resume)."""
     from preprocessing.settings import config_path_for
 
-    return {"model": model,
-            "weights": {name: file_digest(path, config_path_for(path)) for name, path in sorted(weights.items())},
-            "params": params.to_dict()}
+    settings = {"model": model,
+                "weights": {name: file_digest(path, config_path_for(path)) for name, path in sorted(weights.items())},
+                "params": params.to_dict()}
+    if precision != "float32":
+        settings["precision"] = precision
+    return settings
 
 
 def run_settings(settings: dict[str, Any] | None, images_dir: str | Path, shard: tuple[int, int] = (1, 1),

@@ -27,15 +27,18 @@ DEFAULT_WEIGHTS = {"unet": WEIGHTS_DIR / "unet.weights.h5", "mrcnn": WEIGHTS_DIR
 MODELS = ("unet", "mrcnn", "ensemble")
 
 
-def load_predictor(model: str, weights: str | Path | None = None) -> Any:
-    """The predictor for ``model`` ('unet' or 'mrcnn') with weights from ``weights`` or weights/."""
+def load_predictor(model: str, weights: str | Path | None = None, precision: str = "float32") -> Any:
+    """The predictor for ``model`` ('unet' or 'mrcnn') with weights from ``weights`` or weights/.
+
+    ``precision`` ('float32' or 'bfloat16', unet.predictor.PRECISIONS) applies to the U-Net; the
+    Mask R-CNN always runs in float32 (its box and anchor arithmetic needs the precision)."""
     weights = Path(weights) if weights else DEFAULT_WEIGHTS[model]
     if not weights.is_file():
         raise NucleiError("weights file not found (see weights/README.md for how to get or train it)", weights)
     if model == "unet":
         from unet.predictor import UNetPredictor
 
-        return UNetPredictor.from_path(weights)
+        return UNetPredictor.from_path(weights, precision=precision)
     from mrcnn.predictor import MrcnnPredictor
 
     return MrcnnPredictor.from_path(weights)
@@ -97,7 +100,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
                    unet_weights: str | Path | None = None, mrcnn_weights: str | Path | None = None,
                    params: InferenceParams | str | Path | None = None, use_shipped_params: bool = True,
                    tta: int | None = None, postprocess: dict[str, Any] | None = None,
-                   max_memory: int | None = None) -> InferencePipeline:
+                   max_memory: int | None = None, precision: str = "float32") -> InferencePipeline:
     """The inference pipeline for ``model`` ('unet', 'mrcnn' or 'ensemble').
 
     Args:
@@ -108,6 +111,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         tta, postprocess: choices that override the params (None: keep theirs).
         max_memory: peak memory to aim at, MB (``--max-memory``; InferenceParams.max_memory_mb);
             None: the params' own (3000 by default).
+        precision: the U-Net's arithmetic, 'float32' or 'bfloat16' (see load_predictor).
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -118,7 +122,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     params_weights = mrcnn_weights if model == "mrcnn" else unet_weights
     chosen, _ = resolve_params(model, params_weights, params, use_shipped_params)
     chosen = chosen.with_overrides(tta=tta, postprocess=postprocess, max_memory=max_memory)
-    dense = DenseModel(load_predictor("unet", unet_weights)) if model in ("unet", "ensemble") else None
+    dense = DenseModel(load_predictor("unet", unet_weights, precision)) if model in ("unet", "ensemble") else None
     instance = InstanceModel(load_predictor("mrcnn", mrcnn_weights)) if model in ("mrcnn", "ensemble") else None
     return InferencePipeline(dense, instance, chosen)
 

@@ -26,7 +26,8 @@ from tools.inference.ensemble import EnsembleConfig
 from tools.inference.postprocess import PostprocessConfig
 
 # U-Net watershed fields (unet.config.UNetConfig) that inference parameters may override.
-THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size")
+THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size",
+                    "watershed_surface")
 MAX_TTA = 15  # transforms in tools.inference.tta
 # --max-memory: below this no model fits at all; above it nothing a machine holds.
 MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 16 * 1024 * 1024
