@@ -87,6 +87,8 @@ def main() -> int:
     parser.add_argument("--no-stardist", action="store_true")
     parser.add_argument("--work", default="/tmp/side_by_side")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "side_by_side.json"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the trained contenders --out already holds (it is rewritten after each)")
     args = parser.parse_args()
     if not args.no_stardist and not PEER_PYTHON.is_file():
         raise SystemExit(f"no StarDist environment at {PEER_PYTHON.parent.parent}: run bash bench/setup_stardist.sh")
@@ -105,6 +107,15 @@ def main() -> int:
     test = [(image_id, read_image(path)) for image_id, path in list_images(args.images)]
     seconds = args.minutes * 60
     rows = {}
+    if args.resume and Path(args.out).is_file():
+        earlier = json.loads(Path(args.out).read_text())
+        if earlier.get("minutes") != args.minutes:
+            raise SystemExit(f"{args.out} holds a run of {earlier.get('minutes')} minutes, not {args.minutes:g}")
+        rows = {name: row for name, row in earlier["rows"].items() if "train_crops" in row}
+
+    def save():
+        save_json_atomic(args.out, {"command": "python bench/side_by_side.py " + " ".join(sys.argv[1:]),
+                                    "minutes": args.minutes, "rows": rows})
     print(f"{len(train)} training, {len(val)} validation, {len(sample)} sample, {len(test)} test images; "
           f"budget {args.minutes:g} min each")
 
@@ -114,7 +125,7 @@ def main() -> int:
         rows[name] = {"predict_s_per_image": time_pipeline(build_pipeline(model, **options), test)[0]}
         print(f"{name}: {rows[name]['predict_s_per_image']:.3f} s/image")
 
-    if not args.no_stardist:
+    if not args.no_stardist and "StarDist" not in rows:
         for folder, items in (("train", train), ("val", val), ("sample", sample)):
             export(items, work / folder)
         test_folder = work / "test"
@@ -132,9 +143,12 @@ def main() -> int:
                                               str(test_folder), "--out", str(work / "stardist_test"))["seconds_per_image"]
         rows["StarDist"] = row
         print(f"StarDist: {json.dumps(row)}")
+        save()
 
     for recipe in args.ours or OURS_DEFAULT:
         name, _, options = recipe.partition("=")
+        if f"ours: {name}" in rows and rows[f"ours: {name}"]["options"] == options:
+            continue
         run_dir = work / f"ours_{name}"
         command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.train", "unet", "--data", args.data,
                    "--exclude", args.sample, "--split", args.split, "--out", str(run_dir), "--time-limit",
@@ -155,6 +169,7 @@ def main() -> int:
         row["predict_s_per_image"] = time_pipeline(pipeline, test)[0]
         rows[f"ours: {name}"] = row
         print(f"ours {name}: {json.dumps(row)}")
+        save()
 
     print(f"\n{'contender':24s} {'predict s/img':>13s} {'train crops/s':>13s} {'crop':>5s} {'val':>7s} {'sample':>7s}")
     for name, row in rows.items():
@@ -164,8 +179,7 @@ def main() -> int:
                  f"{row['val_score']:7.4f}" if "val_score" in row else f"{'-':>7s}",
                  f"{row['sample_score']:7.4f}" if "sample_score" in row else f"{'-':>7s}"]
         print(f"{name:24s} " + " ".join(cells))
-    save_json_atomic(args.out, {"command": "python bench/side_by_side.py " + " ".join(sys.argv[1:]),
-                                "minutes": args.minutes, "rows": rows})
+    save()
     print(f"wrote {args.out}")
     return 0
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {devices})
 import sys
+from pathlib import Path
 from tools.train import main
 sys.exit(main(["unet", "--data", {str(small_sample_root)!r}, "--out", {str(tmp_path / 'run')!r}, "--multi-gpu",
                "--epochs", "1", "--no-val-score", *{TINY!r}]))
@@ -149,3 +151,18 @@ def test_mrcnn_epochs_zero_is_one_line_and_writes_nothing(tmp_path, small_sample
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--epochs" in err[0]
     assert not out.exists()
+
+
+def test_cpu_preset_sets_the_recipe_and_explicit_options_win(tmp_path):
+    from tools.train import UNET_PRESETS, build_parser, unet_task
+
+    args = build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path), "--preset", "cpu",
+                                      "--crop-size", "192"])
+    task = unet_task(args, tmp_path)
+    assert task.config.encoder == "mobilenetv2" and task.config.depth == 5 and task.config.batch_size == 8
+    assert task.config.crop_size == 192  # given on the command line: overrides the preset's 256
+    assert task.augment == "light"
+    assert Path(task.config.encoder_weights).is_file()  # the shipped ImageNet encoder
+    assert "augment" in UNET_PRESETS["cpu"]  # not consumed by the first use
+    plain = unet_task(build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path)]), tmp_path)
+    assert plain.config.encoder == "plain" and plain.augment == "heavy"
