@@ -1,4 +1,4 @@
-"""U-Net training targets from an instance label image (pure numpy/scipy).
+"""U-Net training targets from an instance label image (pure numpy/OpenCV).
 
 Three classes, as the DSB 2018 winners used them:
 
@@ -11,8 +11,8 @@ Seeds for the watershed come from the body class, so touching nuclei get separat
 seeds even when their union is one blob.
 """
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from unet.config import CLASSES
 
@@ -38,21 +38,34 @@ def border_widths(labels, factor, max_width):
     return widths
 
 
+# Label ids go through OpenCV's morphology as float32 (ten times faster than scipy's grey
+# erosion on int32, same result): exact for ids below 2**24.
+MAX_LABEL_ID = 2 ** 24 - 1
+
+
+def _as_float_ids(labels):
+    if labels.size and int(labels.max()) > MAX_LABEL_ID:
+        raise ValueError(f"label ids above {MAX_LABEL_ID} are not supported")
+    return np.ascontiguousarray(labels, np.float32)
+
+
 def edge_band(labels, radius):
     """bool [H, W]: nucleus pixels within ``radius`` of a pixel of another label (or background)."""
-    footprint = _disk(radius)
-    low = ndimage.grey_erosion(labels, footprint=footprint, mode="nearest")
-    high = ndimage.grey_dilation(labels, footprint=footprint, mode="nearest")
-    return (labels > 0) & ((low != labels) | (high != labels))
+    ids = _as_float_ids(labels)
+    footprint = _disk(radius).astype(np.uint8)
+    low = cv2.erode(ids, footprint, borderType=cv2.BORDER_REPLICATE)
+    high = cv2.dilate(ids, footprint, borderType=cv2.BORDER_REPLICATE)
+    return (labels > 0) & ((low != ids) | (high != ids))
 
 
 def contact_pixels(labels, radius=CONTACT_RADIUS):
     """bool [H, W]: background pixels with two different nuclei within ``radius``."""
-    footprint = _disk(radius)
-    high = ndimage.grey_dilation(labels, footprint=footprint, mode="constant", cval=0)
-    big = np.iinfo(np.int32).max
-    low = ndimage.grey_erosion(np.where(labels > 0, labels, big).astype(np.int32), footprint=footprint,
-                               mode="constant", cval=big)
+    ids = _as_float_ids(labels)
+    footprint = _disk(radius).astype(np.uint8)
+    high = cv2.dilate(ids, footprint, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    big = float(MAX_LABEL_ID + 1)
+    low = cv2.erode(np.where(labels > 0, ids, np.float32(big)), footprint, borderType=cv2.BORDER_CONSTANT,
+                    borderValue=big)
     return (labels == 0) & (high > 0) & (low < big) & (low != high)
 
 

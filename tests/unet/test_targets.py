@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from unet.targets import BACKGROUND, BODY, BORDER, border_widths, contact_pixels, edge_band, make_targets
 
@@ -56,3 +57,30 @@ def test_edge_band_marks_only_nucleus_pixels():
 
 def test_empty_labels_give_all_background():
     assert (make_targets(np.zeros((8, 9), np.int32)) == BACKGROUND).all()
+
+
+def test_opencv_morphology_equals_scipys_grey_morphology(sample_dataset):
+    """edge_band / contact_pixels run on OpenCV (float32 ids); scipy's int32 grey morphology is the reference."""
+    from scipy import ndimage
+
+    from unet.targets import _disk, contact_pixels, edge_band
+
+    def edge_reference(labels, radius):
+        low = ndimage.grey_erosion(labels, footprint=_disk(radius), mode="nearest")
+        high = ndimage.grey_dilation(labels, footprint=_disk(radius), mode="nearest")
+        return (labels > 0) & ((low != labels) | (high != labels))
+
+    def contact_reference(labels, radius=2):
+        big = np.iinfo(np.int32).max
+        high = ndimage.grey_dilation(labels, footprint=_disk(radius), mode="constant", cval=0)
+        low = ndimage.grey_erosion(np.where(labels > 0, labels, big).astype(np.int32), footprint=_disk(radius),
+                                   mode="constant", cval=big)
+        return (labels == 0) & (high > 0) & (low < big) & (low != high)
+
+    for sample in sample_dataset.samples:
+        labels = sample.labels.astype(np.int32)
+        for radius in (1, 2, 3):
+            np.testing.assert_array_equal(edge_band(labels, radius), edge_reference(labels, radius))
+        np.testing.assert_array_equal(contact_pixels(labels), contact_reference(labels))
+    with pytest.raises(ValueError, match="label ids"):
+        edge_band(np.full((4, 4), 2 ** 24, np.int32), 1)
