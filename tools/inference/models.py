@@ -27,11 +27,13 @@ DEFAULT_WEIGHTS = {"unet": WEIGHTS_DIR / "unet.weights.h5", "mrcnn": WEIGHTS_DIR
 MODELS = ("unet", "mrcnn", "ensemble")
 
 
-def load_predictor(model: str, weights: str | Path | None = None, precision: str = "float32") -> Any:
+def load_predictor(model: str, weights: str | Path | None = None, precision: str = "float32",
+                   mask_threshold: float | None = None) -> Any:
     """The predictor for ``model`` ('unet' or 'mrcnn') with weights from ``weights`` or weights/.
 
     ``precision`` ('float32' or 'bfloat16', unet.predictor.PRECISIONS) applies to the U-Net; the
-    Mask R-CNN always runs in float32 (its box and anchor arithmetic needs the precision)."""
+    Mask R-CNN always runs in float32 (its box and anchor arithmetic needs the precision).
+    ``mask_threshold``: the Mask R-CNN's MASK_THRESHOLD for pasting (None: its config's)."""
     weights = Path(weights) if weights else DEFAULT_WEIGHTS[model]
     if not weights.is_file():
         raise NucleiError("weights file not found (see weights/README.md for how to get or train it)", weights)
@@ -41,7 +43,8 @@ def load_predictor(model: str, weights: str | Path | None = None, precision: str
         return UNetPredictor.from_path(weights, precision=precision)
     from mrcnn.predictor import MrcnnPredictor
 
-    return MrcnnPredictor.from_path(weights)
+    overrides = {"MASK_THRESHOLD": float(mask_threshold)} if mask_threshold is not None else {}
+    return MrcnnPredictor.from_path(weights, **overrides)
 
 
 TRAINING_DOMAINS_FILE = "training_domains.json"  # bench/domains.py --reference, beside the weights
@@ -123,7 +126,10 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     chosen, _ = resolve_params(model, params_weights, params, use_shipped_params)
     chosen = chosen.with_overrides(tta=tta, postprocess=postprocess, max_memory=max_memory)
     dense = DenseModel(load_predictor("unet", unet_weights, precision)) if model in ("unet", "ensemble") else None
-    instance = InstanceModel(load_predictor("mrcnn", mrcnn_weights)) if model in ("mrcnn", "ensemble") else None
+    # the Mask R-CNN's mask threshold is its own params' choice, not the ensemble's (tuned with the config's)
+    mask_threshold = chosen.thresholds.get("mask_threshold") if model == "mrcnn" else None
+    instance = (InstanceModel(load_predictor("mrcnn", mrcnn_weights, mask_threshold=mask_threshold))
+                if model in ("mrcnn", "ensemble") else None)
     return InferencePipeline(dense, instance, chosen)
 
 

@@ -28,6 +28,11 @@ from tools.inference.postprocess import PostprocessConfig
 # U-Net watershed fields (unet.config.UNetConfig) that inference parameters may override.
 THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size",
                     "watershed_surface")
+# Mask R-CNN overrides in the same ``thresholds`` object: the probability at which a pasted mask
+# pixel belongs to its nucleus (Config.MASK_THRESHOLD; used when the Mask R-CNN runs alone).
+MRCNN_THRESHOLD_FIELDS = ("mask_threshold",)
+# the overrides that are names, not numbers
+TEXT_THRESHOLDS = ("watershed_surface",)
 MAX_TTA = 15  # transforms in tools.inference.tta
 # --max-memory: below this no model fits at all; above it nothing a machine holds.
 MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 16 * 1024 * 1024
@@ -59,7 +64,8 @@ class InferenceParams(Settings):
 
     # Test-time transforms, 1 (single pass) .. 15 (all of tools.inference.tta).
     tta: int = 1
-    # U-Net watershed overrides (names in THRESHOLD_FIELDS); empty: the model config's values.
+    # U-Net watershed overrides (names in THRESHOLD_FIELDS) and Mask R-CNN ones (MRCNN_THRESHOLD_FIELDS);
+    # empty: the model config's values.
     thresholds: dict = dataclasses.field(default_factory=dict)
     # U-Net + Mask R-CNN ensemble (used when both models run).
     ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
@@ -80,12 +86,16 @@ class InferenceParams(Settings):
                               f"{MIN_MEMORY_MB}..{MAX_MEMORY_MB}, got {memory!r}")
         if not isinstance(self.thresholds, dict):
             raise NucleiError(f"inference thresholds must be an object, got {self.thresholds!r}")
-        unknown = set(self.thresholds) - set(THRESHOLD_FIELDS)
+        known = THRESHOLD_FIELDS + MRCNN_THRESHOLD_FIELDS
+        unknown = set(self.thresholds) - set(known)
         if unknown:
             raise NucleiError(f"unknown inference thresholds: {', '.join(sorted(unknown))} "
-                              f"(known: {', '.join(THRESHOLD_FIELDS)})")
+                              f"(known: {', '.join(known)})")
         for name, value in self.thresholds.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if name in TEXT_THRESHOLDS:
+                if not isinstance(value, str):
+                    raise NucleiError(f"inference threshold {name} must be a name, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise NucleiError(f"inference threshold {name} must be a number, got {value!r}")
         for name, cls in (("ensemble", EnsembleConfig), ("merge", MergeConfig), ("postprocess", PostprocessConfig)):
             value = getattr(self, name)

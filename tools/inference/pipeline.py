@@ -34,7 +34,7 @@ import numpy as np
 
 from tools.inference.ensemble import ensemble_instances
 from tools.inference.merge import merge_instances
-from tools.inference.params import InferenceParams
+from tools.inference.params import THRESHOLD_FIELDS, InferenceParams
 from tools.inference.postprocess import postprocess
 from tools.inference.tiled_instances import predict_instances_tiled
 from tools.inference.tiling import MIN_TILE, TilePlan, plan_tiles
@@ -105,7 +105,10 @@ class DenseModel:
                ) -> tuple[np.ndarray, np.ndarray]:
         """float [H, W, 3] -> (labels int32 [H, W], scores float32 [N]: mean P(foreground)).
 
-        ``thresholds`` override the config's watershed fields (InferenceParams.thresholds)."""
+        ``thresholds`` override the config's watershed fields (InferenceParams.thresholds; the
+        Mask R-CNN's entries there are not the U-Net's business)."""
+        if thresholds:
+            thresholds = {name: value for name, value in thresholds.items() if name in THRESHOLD_FIELDS}
         return self.predictor.decode(probabilities, thresholds)
 
 

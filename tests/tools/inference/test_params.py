@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from preprocessing.errors import NucleiError
@@ -46,3 +47,20 @@ def test_bad_values_name_the_file_and_the_field(tmp_path, document, word):
     with pytest.raises(NucleiError, match=word) as error:
         load_params(path)
     assert str(path) in str(error.value)
+
+
+def test_mask_threshold_reaches_the_mask_rcnn_alone_and_names_are_checked():
+    from tools.inference.models import build_pipeline
+
+    shipped = build_pipeline("mrcnn")  # weights/mrcnn.params.json: mask_threshold 0.6 (bench/mask_paste.py)
+    assert shipped.instance.predictor.config.MASK_THRESHOLD == 0.6
+    plain = build_pipeline("mrcnn", use_shipped_params=False)
+    assert plain.instance.predictor.config.MASK_THRESHOLD == 0.5
+    ensemble = build_pipeline("ensemble", params=InferenceParams(thresholds={"mask_threshold": 0.7,
+                                                                             "watershed_surface": "distance"}))
+    assert ensemble.instance.predictor.config.MASK_THRESHOLD == 0.5  # the ensemble keeps the config's
+    probabilities = np.zeros((8, 8, 3), np.float32)
+    probabilities[..., 2] = 1
+    ensemble.dense.decode(probabilities, ensemble.params.thresholds)  # the U-Net ignores mask_threshold
+    with pytest.raises(NucleiError, match="watershed_surface must be a name"):
+        InferenceParams(thresholds={"watershed_surface": 1})
