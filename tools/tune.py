@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="as given to tools.train: folder whose image ids training left out (repeatable)")
     parser.add_argument("--max-images", type=int, default=None, help="tune on at most this many validation images")
     parser.add_argument("--tta", type=int, default=1, metavar="N", help="test-time transforms (1..15)")
+    parser.add_argument("--mask-threshold", type=float, default=None, metavar="P",
+                        help="Mask R-CNN: paste masks at this probability while tuning, and write it "
+                             "(the shipped params use 0.6, chosen by bench/mask_paste.py); default: the config's")
     parser.add_argument("--rounds", type=int, default=2, help="coordinate-descent passes (default 2)")
     parser.add_argument("--run", metavar="RUN_DIR",
                         help="training run folder: score exactly the validation ids of its split.json")
@@ -59,13 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_tuning(args: argparse.Namespace) -> int:
+    from preprocessing.errors import NucleiError
     from tools.inference.models import build_pipeline
     from tools.inference.params import InferenceParams, save_params
     from tools.inference.tuning import tune, validation_set
 
     model = "ensemble" if args.ensemble else args.model
+    if args.mask_threshold is not None and model != "mrcnn":
+        raise NucleiError("--mask-threshold is for --model mrcnn (the ensemble uses the config's)")
+    mask_threshold = {"mask_threshold": args.mask_threshold} if args.mask_threshold is not None else {}
     pipeline = build_pipeline(model, weights=args.weights, unet_weights=args.unet_weights,
-                              mrcnn_weights=args.mrcnn_weights, params=InferenceParams(tta=args.tta))
+                              mrcnn_weights=args.mrcnn_weights,
+                              params=InferenceParams(tta=args.tta, thresholds=mask_threshold))
     domain_source = None if args.domains == "none" else args.domains
     samples, domains = validation_set(args.data, args.val_fraction, args.seed, args.max_images, args.exclude,
                                       args.run, domains=domain_source)

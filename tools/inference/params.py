@@ -97,6 +97,8 @@ class InferenceParams(Settings):
                     raise NucleiError(f"inference threshold {name} must be a name, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise NucleiError(f"inference threshold {name} must be a number, got {value!r}")
+            elif name == "mask_threshold" and not 0 < value < 1:
+                raise NucleiError(f"inference threshold mask_threshold must be in (0, 1), got {value!r}")
         for name, cls in (("ensemble", EnsembleConfig), ("merge", MergeConfig), ("postprocess", PostprocessConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):

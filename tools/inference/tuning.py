@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from tools.inference.params import InferenceParams
+from tools.inference.params import MRCNN_THRESHOLD_FIELDS, InferenceParams
 from tools.inference.postprocess import PostprocessConfig, postprocess
 
 THRESHOLD_CANDIDATES = {
@@ -354,7 +354,10 @@ def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, d
     chosen_ensemble = pipeline.params.ensemble.to_dict()
     if kind == "ensemble":
         chosen_ensemble.update(decode_params)
-    params = InferenceParams(tta=pipeline.params.tta, thresholds=decode_params if kind == "unet" else {},
+    # the Mask R-CNN's own entries (mask_threshold) were fixed while tuning: written as they were
+    mrcnn_thresholds = {name: value for name, value in pipeline.params.thresholds.items()
+                        if name in MRCNN_THRESHOLD_FIELDS} if kind == "mrcnn" else {}
+    params = InferenceParams(tta=pipeline.params.tta, thresholds=decode_params if kind == "unet" else mrcnn_thresholds,
                              ensemble=chosen_ensemble, merge=pipeline.params.merge, postprocess=post_params)
     final = scores.per_image(ids, decode_params, post_params)
     baseline = scores.per_image(ids, decode_start, None)

@@ -64,3 +64,5 @@ def test_mask_threshold_reaches_the_mask_rcnn_alone_and_names_are_checked():
     ensemble.dense.decode(probabilities, ensemble.params.thresholds)  # the U-Net ignores mask_threshold
     with pytest.raises(NucleiError, match="watershed_surface must be a name"):
         InferenceParams(thresholds={"watershed_surface": 1})
+    with pytest.raises(NucleiError, match="mask_threshold must be in"):
+        InferenceParams(thresholds={"mask_threshold": 1.5})

@@ -53,9 +53,10 @@ def test_tune_learns_to_dilate_eroded_nuclei(sample_dataset, tmp_path):
 
     samples = [s for s in sample_dataset.samples if s.image.shape[:2] == (256, 256)][:2]
     model = _ShrunkTruth({s.image.shape[:2]: s.labels for s in samples[:1]})
-    pipeline = InferencePipeline(None, InstanceModel(model), InferenceParams(tta=1))
+    pipeline = InferencePipeline(None, InstanceModel(model), InferenceParams(tta=1, thresholds={"mask_threshold": 0.6}))
     params, report = tune(pipeline, samples[:1], rounds=1, progress=False, space="full")
     assert params.postprocess.dilate >= 1
+    assert params.thresholds == {"mask_threshold": 0.6}  # fixed while tuning, so written as it was
     assert report["score"] > report["baseline_score"]
     save_params(params, tmp_path / "p.json", report)
     assert load_params(tmp_path / "p.json") == params  # predict --params reads what tune wrote
