@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -153,16 +154,13 @@ def main() -> int:
         command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.train", "unet", "--data", args.data,
                    "--exclude", args.sample, "--split", args.split, "--out", str(run_dir), "--time-limit",
                    str(int(seconds)), "--no-val-score", *shlex.split(options)]
-        if run_dir.exists():
-            subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resumed one
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
         found = re.search(r"trained (\d+) crops in (\d+) s \(([\d.]+) crops/s\)", done.stdout)
-        crop = re.search(r"--crop-size (\d+)", options)
         row = {"options": options, "train_crops": int(found.group(1)), "train_crops_per_s": float(found.group(3)),
-               "train_crop": json.loads((run_dir / "config.json").read_text())["config"]["crop_size"]
-               if (run_dir / "config.json").is_file() else (int(crop.group(1)) if crop else None)}
+               "train_crop": json.loads((run_dir / "config.json").read_text())["config"]["crop_size"]}
         pipeline = build_pipeline("unet", weights=run_dir / "model.weights.h5", use_shipped_params=False)
         for label, items in (("val", val), ("sample", sample)):
             row[f"{label}_score"] = score(items, {s.image_id: pipeline.predict(s.image)[0] for s in items})

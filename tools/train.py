@@ -177,8 +177,8 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     from unet.config import UNetConfig
 
     preset = dict(UNET_PRESETS[args.preset]) if getattr(args, "preset", None) else {}
-    augment = args.augment or preset.pop("augment", None) or "heavy"
-    preset.pop("augment", None)
+    augment = args.augment or preset.pop("augment", "heavy")
+    preset.pop("augment", None)  # given on the command line: the preset's is not a config field either
     overrides = {**preset, **{name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}}
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)

@@ -15,8 +15,8 @@ estimate tools.inference.pipeline plans tiles with.
 Speed: under TensorFlow, ``predict_batch`` runs a graph traced once per input shape (a few
 tenths of a second each, from a shape's second use on; the graphs of the last ``COMPILED_SHAPES``
 shapes are kept). The graph executor also frees each intermediate after its last use, and runs
-a 256 x 256 image in 0.06 s against 0.11 s eagerly on the 2-core CPU (bench/RESULTS.md, issue 10). Other backends, or
-``compiled=False``, run :func:`run_freeing` eagerly.
+a 256 x 256 image in 0.06 s against 0.11 s eagerly on the 2-core CPU (bench/RESULTS.md, issue 10).
+Other backends, or ``compiled=False``, run :func:`run_freeing` eagerly.
 """
 
 from __future__ import annotations
@@ -198,6 +198,11 @@ class UNetPredictor:
 
         if self.compiled and keras.backend.backend() == "tensorflow":
             return self._graph_for(tuple(batch.shape))(batch)
+        return self._eager(batch)
+
+    def _eager(self, batch: np.ndarray) -> np.ndarray:
+        import keras
+
         if _is_functional(self.model):
             return keras.ops.convert_to_numpy(run_freeing(self.model, batch))
         return keras.ops.convert_to_numpy(self.model(batch, training=False))
@@ -205,7 +210,6 @@ class UNetPredictor:
     def _graph_for(self, shape: tuple[int, ...]) -> Any:
         """numpy float32 [B, h, w, C] -> numpy float32 [B, h, w, 3], traced for ``shape`` from its
         second use on (the first runs eagerly)."""
-        import keras
         import tensorflow as tf
 
         graph = self._graphs.pop(shape, None)
@@ -215,7 +219,7 @@ class UNetPredictor:
             if len(self._seen_once) >= 4 * COMPILED_SHAPES:
                 self._seen_once.clear()
             self._seen_once.add(shape)
-            return lambda batch: keras.ops.convert_to_numpy(run_freeing(self.model, batch))
+            return self._eager
         if graph is None:
             self._seen_once.discard(shape)
             if len(self._graphs) >= COMPILED_SHAPES:

@@ -77,7 +77,6 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {devices})
 import sys
-from pathlib import Path
 from tools.train import main
 sys.exit(main(["unet", "--data", {str(small_sample_root)!r}, "--out", {str(tmp_path / 'run')!r}, "--multi-gpu",
                "--epochs", "1", "--no-val-score", *{TINY!r}]))

@@ -61,7 +61,8 @@ def test_mask_threshold_reaches_the_mask_rcnn_alone_and_names_are_checked():
     assert ensemble.instance.predictor.config.MASK_THRESHOLD == 0.5  # the ensemble keeps the config's
     probabilities = np.zeros((8, 8, 3), np.float32)
     probabilities[..., 2] = 1
-    ensemble.dense.decode(probabilities, ensemble.params.thresholds)  # the U-Net ignores mask_threshold
+    labels, _ = ensemble.dense.decode(probabilities, ensemble.params.thresholds)  # mask_threshold not passed on
+    assert labels.max() == 0
     with pytest.raises(NucleiError, match="watershed_surface must be a name"):
         InferenceParams(thresholds={"watershed_surface": 1})
     with pytest.raises(NucleiError, match="mask_threshold must be in"):
