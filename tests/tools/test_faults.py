@@ -39,10 +39,12 @@ def _wait_for(condition, process, seconds, what):
         time.sleep(0.02)
 
 
-def _kill(process):
+def _kill(process, may_have_finished=False):
+    """SIGKILL ``process``; ``may_have_finished``: it may also have exited by itself just before
+    (between a poll and the signal), successfully."""
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    assert process.returncode in ((-signal.SIGKILL, 0) if may_have_finished else (-signal.SIGKILL,))
 
 
 def _logged_epochs(path):
@@ -113,10 +115,10 @@ def test_prediction_killed_at_a_random_moment_leaves_no_truncated_output(tmp_pat
         try:
             _wait_for(lambda: (out / "labels").is_dir() and any((out / "labels").glob("im*.png")), process, 120,
                       "first label image")
-            time.sleep(rng.uniform(0.0, 3.0))  # sometimes past the end: a finished run must be whole too
+            time.sleep(rng.uniform(0.0, 2.0))  # sometimes past the end (~1.8 s here): a finished run must be whole too
         finally:
             if process.poll() is None:
-                _kill(process)
+                _kill(process, may_have_finished=True)
     where = f"(seed {seed})"
 
     submission = out / "submission.csv"
