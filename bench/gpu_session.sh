@@ -4,6 +4,8 @@
 # seconds each, warm-started from the shipped weights (training adds up across sessions), on the
 # community-fixed masks, with stain augmentation, on the shipped models' split (weights/split.json)
 # so that old and new models are compared on the same 64 validation images neither saw.
+# (--augment stain ranked first of five training options under the domain hold-out in small CPU
+# runs, bench/domain_ablation.py; heavy, which trained the shipped U-Net, was below it everywhere.)
 #
 # The GPU machines have PyTorch and JAX but no TensorFlow: Keras 3 runs on KERAS_BACKEND (torch
 # by default, the backend both models have trained under before); the weights load unchanged
