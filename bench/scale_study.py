@@ -103,9 +103,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale_study.json"))
     parser.add_argument("--analyse", action="store_true", help="only print the analysis of --out")
     args = parser.parse_args()
-    if args.analyse:
-        from preprocessing.settings import read_json
+    from preprocessing.settings import read_json
 
+    if args.analyse:
         analyse(read_json(args.out))
         return 0
 
@@ -125,8 +125,6 @@ def main() -> int:
             "sample": [(s.image_id, s.image, s.labels) for s in sample]}
     scales = [float(s) for s in args.scales.split(",")]
     out = Path(args.out)
-    from preprocessing.settings import read_json
-
     results = read_json(out) if out.exists() else {}
     results.update({"command": "python bench/scale_study.py " + " ".join(sys.argv[1:]), "scales": scales,
                     "domains": domains})

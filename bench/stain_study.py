@@ -83,8 +83,8 @@ def main() -> int:
 
     everything = load_training_samples([args.data], (args.sample,), progress=False)
     train_ids = set(read_split(ROOT / "weights" / "split.json")[0])
-    reference = reference_statistics([s.image for s in everything
-                                      if s.image_id in train_ids and classify_image(s.image) == "histology"])
+    reference_images = [s.image for s in everything if s.image_id in train_ids and classify_image(s.image) == "histology"]
+    reference = reference_statistics(reference_images)
     val, domains = validation_set([args.data], exclude_roots=(args.sample,), run_dir=ROOT / "weights",
                                   domains=args.domains)
     rng = np.random.default_rng(0)  # the same shifts as bench/protocols.py, drawn over every val image
@@ -105,8 +105,7 @@ def main() -> int:
     distances = [[reference_distance(image_features(im), training_reference)[1] for im in (raw, normalize_stain(raw, reference))]
                  for raw in test_colour]
     limit = reference_distance(image_features(test_colour[0]), training_reference)[2]
-    print(f"stain reference from {sum(1 for s in everything if s.image_id in train_ids and classify_image(s.image) == 'histology')}"
-          f" training images: {reference}")
+    print(f"stain reference from {len(reference_images)} training images: {reference}")
     print(f"colour test scans, SD from the nearest training domain (training images reach {limit:.1f}): "
           + ", ".join(f"{a:.1f}->{b:.1f}" for a, b in distances))
     results = {"command": "python bench/stain_study.py " + " ".join(sys.argv[1:]), "reference": reference,
