@@ -8,7 +8,7 @@ For each model (shipped weights and params, single pass) and each image: seconds
 file, inside the network (the pipeline's own timer around the model calls), in everything else
 of ``pipeline.predict`` (normalisation, padding, tiling, watershed or mask pasting,
 post-processing), encoding the RLE and writing the 16-bit label PNG. The first image is run
-once before timing (allocation). ``unet-bf16`` is the U-Net with ``--precision bfloat16``.
+once before timing (allocation). ``unet-bf16`` (``mrcnn-bf16``, ``ensemble-bf16``) is the model with ``--precision bfloat16``.
 Prints a table, writes JSON.
 """
 
@@ -34,10 +34,8 @@ def time_model(model: str, paths: list[Path], scratch: Path) -> dict:
     from tools.inference.models import build_pipeline
     from tools.kaggle.rle import labels_to_rles
 
-    if model == "unet-bf16":
-        pipeline = build_pipeline("unet", precision="bfloat16")
-    else:
-        pipeline = build_pipeline(model)
+    name, _, precision = model.partition("-")  # "mrcnn-bf16": the Mask R-CNN in bfloat16
+    pipeline = build_pipeline(name, precision="bfloat16" if precision == "bf16" else "float32")
     pipeline.predict(read_image(paths[0]))  # warm-up: tracing and first allocations
     times = {stage: [] for stage in STAGES}
     pixels = []

@@ -12,9 +12,14 @@ the same images; both are scored here with tools.kaggle.metric, both at their de
 thresholds (no tuning). The ratios are the compass: every figure comes from the same
 machine in the same hour.
 
-Contenders: the shipped U-Net (float32 and ``--precision bfloat16``) and Mask R-CNN for
-speed only (they trained on a GPU), StarDist, and each ``--ours NAME=TRAIN-OPTIONS`` (options
-of ``python -m tools.train unet``; default: the ``cpu`` preset).
+Contenders: the shipped U-Net and Mask R-CNN, each in float32 and ``--precision bfloat16``,
+for speed only (they trained on a GPU), StarDist, and each ``--ours NAME=TRAIN-OPTIONS``
+(options of ``python -m tools.train unet``; default: the ``cpu`` preset).
+
+    python bench/side_by_side.py --speed-only --out bench/results/side_by_side_speed.json
+
+times the shipped pipelines and StarDist only (StarDist is trained first, as above, unless
+``--work`` holds its model: its post-processing time depends on what a trained model finds).
 """
 
 import argparse
@@ -86,6 +91,8 @@ def main() -> int:
     parser.add_argument("--ours", action="append", metavar="NAME=OPTIONS",
                         help=f"a training recipe of this project (repeatable; default {OURS_DEFAULT[0]!r})")
     parser.add_argument("--no-stardist", action="store_true")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="time the shipped pipelines and StarDist; train none of ours")
     parser.add_argument("--work", default="/tmp/side_by_side")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "side_by_side.json"))
     parser.add_argument("--resume", action="store_true",
@@ -122,7 +129,8 @@ def main() -> int:
 
     for name, model, options in (("U-Net (shipped)", "unet", {}),
                                  ("U-Net bf16 (shipped)", "unet", {"precision": "bfloat16"}),
-                                 ("Mask R-CNN (shipped)", "mrcnn", {})):
+                                 ("Mask R-CNN (shipped)", "mrcnn", {}),
+                                 ("Mask R-CNN bf16 (shipped)", "mrcnn", {"precision": "bfloat16"})):
         rows[name] = {"predict_s_per_image": time_pipeline(build_pipeline(model, **options), test)[0]}
         print(f"{name}: {rows[name]['predict_s_per_image']:.3f} s/image")
 
@@ -133,9 +141,11 @@ def main() -> int:
         test_folder.mkdir(parents=True, exist_ok=True)
         for image_id, image in test:
             np.savez(test_folder / f"{image_id}.npz", image=image)
-        trained = run_peer("train", "--data", str(work / "train"), "--val", str(work / "val"),
-                           "--seconds", str(seconds), "--out", str(work / "stardist_model"))
-        row = {"train_crops": trained["crops"], "train_crops_per_s": trained["crops_per_s"], "train_crop": 256}
+        row = {}
+        if not (args.speed_only and (work / "stardist_model").is_dir()):
+            trained = run_peer("train", "--data", str(work / "train"), "--val", str(work / "val"),
+                               "--seconds", str(seconds), "--out", str(work / "stardist_model"))
+            row = {"train_crops": trained["crops"], "train_crops_per_s": trained["crops_per_s"], "train_crop": 256}
         for folder, items in (("val", val), ("sample", sample)):
             run_peer("predict", "--model", str(work / "stardist_model"), "--images", str(work / folder),
                      "--out", str(work / f"stardist_{folder}"))
@@ -146,7 +156,7 @@ def main() -> int:
         print(f"StarDist: {json.dumps(row)}")
         save()
 
-    for recipe in args.ours or OURS_DEFAULT:
+    for recipe in [] if args.speed_only else args.ours or OURS_DEFAULT:
         name, _, options = recipe.partition("=")
         if f"ours: {name}" in rows and rows[f"ours: {name}"]["options"] == options:
             continue

@@ -11,7 +11,8 @@ class BoxHead(keras.layers.Layer):
     Input shape: [batch, rois, pool, pool, channels].
 
     Output: ``(logits [batch, rois, classes], probs [batch, rois, classes],
-    deltas [batch, rois, classes, (dy, dx, dh, dw)])``.
+    deltas [batch, rois, classes, (dy, dx, dh, dw)])``, float32 also when the layers compute
+    in bfloat16.
 
     ``suffix`` ends every sub-layer's name: '' for the single (or first cascade) head, whose
     names the shipped weights carry; '_stage2', '_stage3' for the other Cascade R-CNN stages.
@@ -33,8 +34,9 @@ class BoxHead(keras.layers.Layer):
         size = pooled.shape[2] * pooled.shape[3] * pooled.shape[4]
         x = ops.reshape(pooled, (shape[0] * shape[1], size))
         x = self.fc2(self.fc1(x))
-        logits = ops.reshape(self.class_logits(x), (shape[0], shape[1], self.num_classes))
-        deltas = ops.reshape(self.bbox(x), (shape[0], shape[1], self.num_classes, 4))
+        # float32 out whatever the compute dtype: scores and box decoding need it
+        logits = ops.cast(ops.reshape(self.class_logits(x), (shape[0], shape[1], self.num_classes)), "float32")
+        deltas = ops.cast(ops.reshape(self.bbox(x), (shape[0], shape[1], self.num_classes, 4)), "float32")
         return logits, ops.softmax(logits, axis=-1), deltas
 
     def get_config(self):
@@ -48,7 +50,8 @@ class MaskHead(keras.layers.Layer):
 
     Input shape: [batch, rois, pool, pool, channels].
 
-    Output shape: [batch, rois, pool * 2**upsamplings, same, classes] (logits).
+    Output shape: [batch, rois, pool * 2**upsamplings, same, classes] (logits, float32 also
+    when the layers compute in bfloat16).
     """
 
     def __init__(self, num_classes, channels=256, convs=4, upsamplings=1, **kwargs):
@@ -70,7 +73,7 @@ class MaskHead(keras.layers.Layer):
         x = ops.reshape(pooled, (shape[0] * shape[1], pool, pool, channels))
         for layer in self.conv_layers + self.deconv_layers:
             x = layer(x)
-        x = self.out(x)
+        x = ops.cast(self.out(x), "float32")
         size = pool * 2 ** self.upsamplings
         return ops.reshape(x, (shape[0], shape[1], size, size, self.num_classes))
 

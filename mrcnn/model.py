@@ -10,7 +10,8 @@ training stages are :meth:`MaskRCNN.compile_for_training` (``layers``: 'heads', 
 the training loop itself (checkpoints, resume, schedules) is ``tools.engine``'s, shared with the
 U-Net. Prediction on numpy images: :class:`mrcnn.predictor.MrcnnPredictor`. On disk a model is
 ``<name>.weights.h5`` + ``<name>.json`` (the config) or a ``.keras`` file (safe mode: every
-custom class is registered).
+custom class is registered). ``MaskRCNN(config, precision="bfloat16")`` computes its
+backbone, FPN and heads in bfloat16 (the CPU fast preset, :mod:`preprocessing.precision`).
 """
 
 import re
@@ -33,6 +34,7 @@ from mrcnn.rpn import RpnHead, graph_anchors
 from mrcnn.targets import DetectionTargetLayer
 from preprocessing.errors import NucleiError
 from preprocessing.files import save_weights_atomic
+from preprocessing.precision import check_precision, compute_policy
 from preprocessing.settings import config_path_for
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -64,16 +66,21 @@ class MaskRCNN(keras.Model):
     rpn_match int32 [batch, A], rpn_bbox [batch, A, 4].
     """
 
-    def __init__(self, config=None, **kwargs):
+    def __init__(self, config=None, precision="float32", **kwargs):
         if isinstance(config, dict):
             config = Config.from_dict(config)
         if not isinstance(config, Config):
             raise NucleiError("MaskRCNN needs a mrcnn.config.Config")
         super().__init__(**kwargs)
         self.config = config
+        self.precision = check_precision(precision)
         c = config
-        self.backbone = build_backbone(c)
-        self.rpn_head = RpnHead(c.ANCHORS_PER_LOCATION, c.RPN_HEAD_CHANNELS, c.RPN_ANCHOR_STRIDE, name="rpn_model")
+        # the layers with weights compute in ``precision``; anchors, proposals, RoIAlign,
+        # box decoding and detection stay float32 (the heads return float32)
+        with compute_policy(precision):
+            self.backbone = build_backbone(c)
+            self.rpn_head = RpnHead(c.ANCHORS_PER_LOCATION, c.RPN_HEAD_CHANNELS, c.RPN_ANCHOR_STRIDE,
+                                    name="rpn_model")
         self.train_proposals = ProposalLayer(c.POST_NMS_ROIS_TRAINING, c.RPN_NMS_THRESHOLD, c.PRE_NMS_LIMIT,
                                              c.RPN_BBOX_STD_DEV, name="rpn_proposals_train")
         self.inference_proposals = ProposalLayer(c.POST_NMS_ROIS_INFERENCE, c.RPN_NMS_THRESHOLD, c.PRE_NMS_LIMIT,
@@ -87,17 +94,20 @@ class MaskRCNN(keras.Model):
                                          name="roi_align_classifier")
         self.mask_align = PyramidRoIAlign(c.MASK_POOL_SIZE, c.ROI_CANONICAL_SIZE, c.ROI_CANONICAL_LEVEL,
                                           name="roi_align_mask")
-        self.box_head = BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, name="mrcnn_box_head")
         if len(self.stages) > 1:  # Cascade R-CNN: stages 2.. have their own targets and heads
             later = list(enumerate(self.stages))[1:]
             self.cascade_targets = [DetectionTargetLayer(
                 c.TRAIN_ROIS_PER_IMAGE, c.ROI_POSITIVE_RATIO, stage.positive_iou, stage.bbox_std_dev, c.MASK_SHAPE,
                 c.USE_GT_AS_PROPOSALS, name=f"mrcnn_detection_targets{cascade.stage_suffix(k)}")
                 for k, stage in later]
-            self.cascade_heads = [BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, suffix=cascade.stage_suffix(k),
-                                          name=f"mrcnn_box_head{cascade.stage_suffix(k)}") for k, _ in later]
-        self.mask_head = MaskHead(c.NUM_CLASSES, c.MASK_HEAD_CHANNELS, c.MASK_HEAD_CONVS, c.MASK_UPSAMPLINGS,
-                                  name="mrcnn_mask_head")
+        with compute_policy(precision):
+            self.box_head = BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE, name="mrcnn_box_head")
+            if len(self.stages) > 1:
+                self.cascade_heads = [BoxHead(c.NUM_CLASSES, c.FPN_CLASSIF_FC_LAYERS_SIZE,
+                                              suffix=cascade.stage_suffix(k),
+                                              name=f"mrcnn_box_head{cascade.stage_suffix(k)}") for k, _ in later]
+            self.mask_head = MaskHead(c.NUM_CLASSES, c.MASK_HEAD_CHANNELS, c.MASK_HEAD_CONVS, c.MASK_UPSAMPLINGS,
+                                      name="mrcnn_mask_head")
         self.detection = DetectionLayer(c.DETECTION_MAX_INSTANCES, c.DETECTION_MIN_CONFIDENCE,
                                         c.DETECTION_NMS_THRESHOLD, self.stages[-1].bbox_std_dev,
                                         name="mrcnn_detection")
@@ -109,12 +119,13 @@ class MaskRCNN(keras.Model):
 
     # ------------------------------------------------------------ serialisation
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
+        return {"config": self.config.to_dict(), "name": self.name, "precision": self.precision}
 
     @classmethod
     def from_config(cls, config):
         # Deserialised models get their weights loaded next: no ImageNet backbone file needed.
-        return cls(Config.from_dict({**config["config"], "BACKBONE_WEIGHTS": None}), name=config.get("name"))
+        return cls(Config.from_dict({**config["config"], "BACKBONE_WEIGHTS": None}),
+                   precision=config.get("precision", "float32"), name=config.get("name"))
 
     def build(self, input_shape=None):
         self.built = True
@@ -122,7 +133,10 @@ class MaskRCNN(keras.Model):
     # ------------------------------------------------------------------ graph
     def _features(self, images, training):
         bn_training = bool(training) and self.config.TRAIN_BN
-        return self.backbone(images, training=bn_training)
+        features = self.backbone(images, training=bn_training)
+        if self.precision != "float32":  # RoIAlign samples the pyramid in float32
+            features = [ops.cast(feature, "float32") for feature in features]
+        return features
 
     def _rpn(self, images, training):
         features = self._features(images, training)
@@ -339,8 +353,11 @@ class MaskRCNN(keras.Model):
         self.config.save(path.with_name(path.name[: -len(".weights.h5")] + ".json"))
 
 
-def load_model(path, config=None):
-    """A MaskRCNN from ``x.weights.h5`` (+ ``x.json``, or ``config``) or from a ``.keras`` file (safe mode)."""
+def load_model(path, config=None, precision="float32"):
+    """A MaskRCNN from ``x.weights.h5`` (+ ``x.json``, or ``config``) or from a ``.keras`` file (safe mode).
+
+    ``precision``: the arithmetic of its layers (preprocessing.precision.PRECISIONS; a .keras
+    file keeps the one it was saved with)."""
     path = Path(path)
     if not path.is_file():
         raise NucleiError("model file not found", path)
@@ -355,7 +372,7 @@ def load_model(path, config=None):
             raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
         config = Config.load(config_path)
     # the file holds the whole model, backbone included: skip the ImageNet backbone file
-    model = MaskRCNN(config.replace(BACKBONE_WEIGHTS=None))
+    model = MaskRCNN(config.replace(BACKBONE_WEIGHTS=None), precision=precision)
     try:
         model.load_weights(str(path))
     except Exception as error:  # h5py / keras raise many kinds

@@ -47,10 +47,12 @@ class MrcnnPredictor:
 
     @classmethod
     def from_path(cls, weights_path: str | Path, config_path: str | Path | None = None,
-                  **overrides: Any) -> "MrcnnPredictor":
+                  precision: str = "float32", **overrides: Any) -> "MrcnnPredictor":
         """Load ``weights_path`` (.weights.h5 with its config JSON, or a .keras file).
 
-        ``overrides``: config fields to change for inference (e.g. DETECTION_MIN_CONFIDENCE).
+        ``precision``: the arithmetic of its layers (preprocessing.precision.PRECISIONS; the
+        weights stay float32). ``overrides``: config fields to change for inference (e.g.
+        DETECTION_MIN_CONFIDENCE).
         """
         weights_path = Path(weights_path)
         if not weights_path.is_file():
@@ -64,7 +66,7 @@ class MrcnnPredictor:
             # it started from need not exist where the model predicts.
             config = Config.load(config_path).replace(IMAGES_PER_GPU=1, GPU_COUNT=1, BACKBONE_WEIGHTS=None,
                                                       **overrides)
-        return cls(load_model(weights_path, config))
+        return cls(load_model(weights_path, config, precision=precision))
 
     def detect(self, image: np.ndarray) -> dict[str, Any]:
         """image uint8 [H, W, 3] -> raw detections: boxes [D, (y1, x1, y2, x2)], class_ids [D],

@@ -41,7 +41,8 @@ class RpnHead(keras.layers.Layer):
     Output: ``(logits, probs, deltas)``:
         logits: [batch, anchors, 2] (background, object),
         probs: [batch, anchors, 2] softmax of the logits,
-        deltas: [batch, anchors, (dy, dx, dh, dw)] scaled by RPN_BBOX_STD_DEV.
+        deltas: [batch, anchors, (dy, dx, dh, dw)] scaled by RPN_BBOX_STD_DEV;
+    all float32 also when the layers compute in bfloat16.
     """
 
     def __init__(self, anchors_per_location, channels=512, anchor_stride=1, **kwargs):
@@ -62,8 +63,9 @@ class RpnHead(keras.layers.Layer):
             batch = ops.shape(x)[0]
             logits.append(ops.reshape(self.class_conv(x), (batch, -1, 2)))
             deltas.append(ops.reshape(self.bbox_conv(x), (batch, -1, 4)))
-        logits = ops.concatenate(logits, axis=1)
-        return logits, ops.softmax(logits, axis=-1), ops.concatenate(deltas, axis=1)
+        # float32 out whatever the compute dtype: proposals are ranked by these scores
+        logits = ops.cast(ops.concatenate(logits, axis=1), "float32")
+        return logits, ops.softmax(logits, axis=-1), ops.cast(ops.concatenate(deltas, axis=1), "float32")
 
     def get_config(self):
         return {**super().get_config(), "anchors_per_location": self.anchors_per_location,

@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
+from preprocessing.precision import PRECISIONS
 from tools.cli import run_command
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__,
@@ -61,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--no-params", action="store_true", help="ignore tuned parameters shipped beside the weights")
     tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
                      help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
-    tta.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                     help="the U-Net's arithmetic: bfloat16 is the fast preset, about 25%% faster on CPUs "
-                          "with AVX512-BF16 or AMX, same validation score (bench/RESULTS.md); the Mask R-CNN "
-                          "always runs float32")
+    tta.add_argument("--precision", choices=PRECISIONS, default="float32",
+                     help="the networks' arithmetic: bfloat16 is the fast preset, about 25%% faster on CPUs "
+                          "with AVX512-BF16 or AMX at the same validation score (bench/RESULTS.md); the Mask "
+                          "R-CNN keeps its anchors, proposals and boxes in float32")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
@@ -122,9 +124,9 @@ def predict(args: argparse.Namespace) -> int:
                                use_shipped=not args.no_params)
     params = params.with_overrides(tta=args.tta, postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS},
                                    max_memory=args.max_memory)
-    precision = args.precision if "unet" in weights else "float32"
+    precision = args.precision
     if precision == "bfloat16":
-        from unet.predictor import cpu_has_bfloat16
+        from preprocessing.precision import cpu_has_bfloat16
 
         if not cpu_has_bfloat16():
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): --precision bfloat16 is emulated "

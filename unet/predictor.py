@@ -28,6 +28,7 @@ import numpy as np
 
 from preprocessing.errors import NucleiError
 from preprocessing.labels import mean_over_labels
+from preprocessing.precision import check_precision, compute_policy
 from preprocessing.settings import config_path_for
 from unet.config import UNetConfig
 from unet.data import model_input
@@ -36,10 +37,6 @@ from unet.model import build_unet
 
 # Resident memory of a loaded U-Net beyond the runtime (weights, Keras objects, kernels), MB.
 RESIDENT_MB = 250
-# Arithmetic of the forward pass: float32, or bfloat16 with float32 weights and output
-# (Keras' mixed_bfloat16); bfloat16 is ~25 % faster on a CPU with AVX512-BF16 or AMX and
-# scored the same on validation (bench/RESULTS.md, issue 10).
-PRECISIONS = ("float32", "bfloat16")
 # Traced graphs kept, one per input shape (least recently used dropped): a folder has few
 # sizes, and TTA and tiling add a few more.
 COMPILED_SHAPES = 48
@@ -111,30 +108,6 @@ def run_freeing(model: Any, inputs: Any) -> Any:
     return tree.pack_sequence_as(model._outputs_struct, [values[id(t)] for t in tree.flatten(model.outputs)])
 
 
-def _build_in_precision(config: UNetConfig, precision: str) -> Any:
-    """build_unet under the dtype policy of ``precision`` (Keras' policy is global: restored after)."""
-    import keras
-
-    if precision == "float32":
-        return build_unet(config)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        return build_unet(config)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this machine's CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere
-    bfloat16 is emulated and slower than float32. False when it cannot tell (not Linux)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 class UNetPredictor:
     """Wraps a built U-Net and its config."""
 
@@ -165,9 +138,8 @@ class UNetPredictor:
                   precision: str = "float32") -> "UNetPredictor":
         """Load ``X.weights.h5`` with ``X.json`` beside it (a run's best/last use its config.json).
 
-        ``precision``: one of PRECISIONS (the weights stay float32 either way)."""
-        if precision not in PRECISIONS:
-            raise NucleiError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        ``precision``: one of preprocessing.precision.PRECISIONS (the weights stay float32 either way)."""
+        check_precision(precision)
         weights_path = Path(weights_path)
         if not weights_path.is_file():
             raise NucleiError("weights file not found", weights_path)
@@ -175,7 +147,8 @@ class UNetPredictor:
         if not config_path.is_file():
             raise NucleiError(f"config not found beside the weights (expected {config_path.name})", weights_path)
         config = UNetConfig.load(config_path).replace(encoder_weights=None)  # the weights hold the encoder
-        model = _build_in_precision(config, precision)
+        with compute_policy(precision):  # bfloat16: the softmax stays float32 (unet.model)
+            model = build_unet(config)
         try:
             model.load_weights(weights_path)
         except Exception as error:  # h5py / Keras raise many kinds

@@ -80,3 +80,26 @@ def test_predictor_from_path(model, tmp_path):
     assert labels.shape == (70, 90) and labels.dtype == np.int32 and len(scores) == labels.max()
     with pytest.raises(NucleiError, match="not found"):
         MrcnnPredictor.from_path(tmp_path / "none.weights.h5")
+
+
+def test_bfloat16_model_computes_its_layers_in_bfloat16_and_its_boxes_in_float32(model, tmp_path):
+    model.save_model(tmp_path / "h.weights.h5")
+    half = MrcnnPredictor.from_path(tmp_path / "h.weights.h5", precision="bfloat16").model
+    assert keras.config.dtype_policy().name == "float32"  # restored after the bfloat16 build
+    for layer in (half.backbone.get_layer("tiny_c2"), half.backbone.get_layer("fpn_p2"), half.rpn_head.shared,
+                  half.box_head.fc1, half.mask_head.out):
+        assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32", layer.name
+    for layer in (half.inference_proposals, half.detection, half.box_align):
+        assert layer.compute_dtype == "float32", layer.name
+    assert model.box_head.fc1.compute_dtype == "float32"
+    x = np.random.default_rng(4).normal(size=(1, 128, 64, 3)).astype(np.float32)
+    single_rpn, half_rpn = model._rpn(x, False), half._rpn(x, False)
+    assert all(keras.backend.standardize_dtype(f.dtype) == "float32" for f in half_rpn[0])  # features for RoIAlign
+    probs, half_probs = (keras.ops.convert_to_numpy(out[2]) for out in (single_rpn, half_rpn))
+    assert half_probs.dtype == np.float32
+    assert 0 < np.abs(probs - half_probs).max() < 0.05  # bfloat16 differs, but only in the low bits
+    out = half.infer(x)
+    assert all(out[k].dtype == np.float32 for k in ("boxes", "scores", "masks"))
+    assert half.get_config()["precision"] == "bfloat16"
+    with pytest.raises(NucleiError, match="precision"):
+        MrcnnPredictor.from_path(tmp_path / "h.weights.h5", precision="float16")

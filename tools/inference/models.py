@@ -31,8 +31,9 @@ def load_predictor(model: str, weights: str | Path | None = None, precision: str
                    mask_threshold: float | None = None) -> Any:
     """The predictor for ``model`` ('unet' or 'mrcnn') with weights from ``weights`` or weights/.
 
-    ``precision`` ('float32' or 'bfloat16', unet.predictor.PRECISIONS) applies to the U-Net; the
-    Mask R-CNN always runs in float32 (its box and anchor arithmetic needs the precision).
+    ``precision`` ('float32' or 'bfloat16', preprocessing.precision.PRECISIONS): the arithmetic
+    of the network's layers (the Mask R-CNN keeps its anchors, proposals and box decoding in
+    float32 either way).
     ``mask_threshold``: the Mask R-CNN's MASK_THRESHOLD for pasting (None: its config's)."""
     weights = Path(weights) if weights else DEFAULT_WEIGHTS[model]
     if not weights.is_file():
@@ -44,7 +45,7 @@ def load_predictor(model: str, weights: str | Path | None = None, precision: str
     from mrcnn.predictor import MrcnnPredictor
 
     overrides = {"MASK_THRESHOLD": float(mask_threshold)} if mask_threshold is not None else {}
-    return MrcnnPredictor.from_path(weights, **overrides)
+    return MrcnnPredictor.from_path(weights, precision=precision, **overrides)
 
 
 TRAINING_DOMAINS_FILE = "training_domains.json"  # bench/domains.py --reference, beside the weights
@@ -114,7 +115,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         tta, postprocess: choices that override the params (None: keep theirs).
         max_memory: peak memory to aim at, MB (``--max-memory``; InferenceParams.max_memory_mb);
             None: the params' own (3000 by default).
-        precision: the U-Net's arithmetic, 'float32' or 'bfloat16' (see load_predictor).
+        precision: the networks' arithmetic, 'float32' or 'bfloat16' (see load_predictor).
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -128,7 +129,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     dense = DenseModel(load_predictor("unet", unet_weights, precision)) if model in ("unet", "ensemble") else None
     # the Mask R-CNN's mask threshold is its own params' choice, not the ensemble's (tuned with the config's)
     mask_threshold = chosen.thresholds.get("mask_threshold") if model == "mrcnn" else None
-    instance = (InstanceModel(load_predictor("mrcnn", mrcnn_weights, mask_threshold=mask_threshold))
+    instance = (InstanceModel(load_predictor("mrcnn", mrcnn_weights, precision, mask_threshold=mask_threshold))
                 if model in ("mrcnn", "ensemble") else None)
     return InferencePipeline(dense, instance, chosen)
 

@@ -141,3 +141,19 @@ def test_build_pipeline_takes_max_memory_and_refuses_a_bad_one():
     assert build_pipeline("unet").params.max_memory_mb == 3000
     with pytest.raises(NucleiError, match="--max-memory"):
         build_pipeline("unet", max_memory=10)
+
+
+def test_bfloat16_reaches_both_models_and_finds_the_same_nuclei(sample_dataset):
+    from tools.inference.models import build_pipeline
+    from tools.kaggle.metric import image_score
+
+    half = build_pipeline("ensemble", precision="bfloat16")
+    assert half.dense.predictor.model.get_layer("classes").compute_dtype == "float32"  # the softmax
+    assert half.dense.predictor.precision == "bfloat16" and half.instance.predictor.model.precision == "bfloat16"
+    single = build_pipeline("mrcnn")
+    assert single.instance.predictor.model.precision == "float32"
+    half = build_pipeline("mrcnn", precision="bfloat16")
+    image = sample_dataset.samples[0].image
+    a, b = single.predict(image)[0], half.predict(image)[0]
+    assert a.max() > 10 and abs(int(a.max()) - int(b.max())) <= max(2, a.max() // 20)
+    assert image_score(a, b)["score"] > 0.85  # the same nuclei, outlines within bfloat16's rounding
