@@ -14,6 +14,10 @@ at the config's default thresholds (no tuning), on
 * ``seen domains``: the validation images of ``weights/split.json`` from the other domains;
 * ``sample``: the bundled sample.
 
+A variant's ``--data DIR`` trains on DIR instead of ``--data`` (e.g. the community-fixed masks,
+``python3 ../shared/dsb2018/make_fixed.py /tmp/fixed``; the same split ids, scored on the same
+original labels as every other variant).
+
 A training option worth taking to the GPU wins on unseen domains without losing on seen ones.
 Budgets are CPU time: run nothing else meanwhile. One seed per variant; the differences that
 matter are the large ones.
@@ -84,9 +88,14 @@ def main() -> int:
     rows = json.loads(out.read_text())["rows"] if out.is_file() else {}
     for name, options in variants.items():
         run_dir = work / name
+        extra, data = shlex.split(options), args.data
+        if "--data" in extra:  # this variant's own training data replaces the default
+            at = extra.index("--data")
+            data = extra[at + 1]
+            del extra[at:at + 2]
         command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.train", "unet", "--preset", "cpu",
-                   "--data", args.data, "--exclude", args.sample, "--split", str(split_file), "--out", str(run_dir),
-                   "--time-limit", str(int(args.minutes * 60)), "--no-val-score", *shlex.split(options)]
+                   "--data", data, "--exclude", args.sample, "--split", str(split_file), "--out", str(run_dir),
+                   "--time-limit", str(int(args.minutes * 60)), "--no-val-score", *extra]
         shutil.rmtree(run_dir, ignore_errors=True)
         started = time.time()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
