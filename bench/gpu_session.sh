@@ -20,9 +20,10 @@
 #                            python3 ../shared/dsb2018/make_fixed.py /tmp/fixed &&
 #                            python bench/make_gpu_pack.py --data /tmp/fixed --out .gpu/fixed_labels
 # Then: run(command="OUT=$OUT bash bench/gpu_session.sh 420", carry=[".whl", ".gpu"], timeout_s=600)
-# Back here: weights in $OUT/{unet,mrcnn}.weights.h5 (+ .json, logs); score and ship them with
+# Back here: weights in $OUT/{unet,mrcnn}.weights.h5 (float16 values, + .json, logs; the split is
+# weights/split.json less the ids the fixes drop); score and ship them with
 #   python -m tools.evaluate / bench/protocols.py, python -m tools.tune (cross-domain check),
-#   python -m tools.half_weights (see bench/RESULTS.md, "Retraining").
+#   (see bench/RESULTS.md, "Retraining").
 set -uo pipefail
 BUDGET=${1:-420}
 OUT=${OUT:-runs/gpu_out}
@@ -75,15 +76,19 @@ KERAS_BACKEND=$MRCNN_BACKEND timeout $((BUDGET + 100)) python3 -m tools.train mr
 MRCNN=$!
 wait $UNET; echo "unet exit $?"
 wait $MRCNN; echo "mrcnn exit $?"
+# What comes back: at most 8 files of at most 16 MiB each. Float32 weights are over that (U-Net
+# 16.8 MB, Mask R-CNN 27.7 MB): they travel as float16 values, as weights/ ships them.
 for model in unet mrcnn; do
   run=runs/gpu_$model
-  if [ -f "$run/model.weights.h5" ]; then
-    cp "$run/model.weights.h5" "$OUT/$model.weights.h5"; cp "$run/model.json" "$OUT/$model.json"
-  elif [ -f "$run/last.weights.h5" ]; then  # stopped before export: the checkpoint still counts
-    cp "$run/last.weights.h5" "$OUT/$model.last.weights.h5"; cp "$run/config.json" "$OUT/$model.json"
+  weights=$run/model.weights.h5 name=$model.weights.h5
+  if [ ! -f "$weights" ] && [ -f "$run/last.weights.h5" ]; then  # stopped before export: the checkpoint still counts
+    weights=$run/last.weights.h5 name=$model.last.weights.h5
+  fi
+  if [ -f "$weights" ]; then
+    python3 -m tools.half_weights "$weights" "$OUT/$name" || echo "could not halve $weights"
+    if [ -f "$run/model.json" ]; then cp "$run/model.json" "$OUT/$model.json"; else cp "$run/config.json" "$OUT/$model.json"; fi
   fi
   cp "$run/log.csv" "$OUT/$model.log.csv" 2>/dev/null
-  cp "$run/split.json" "$OUT/$model.split.json" 2>/dev/null
   tail -3 "$OUT/$model.log"
 done
 ls -la "$OUT"
