@@ -23,7 +23,8 @@ Test time: ``--tta N`` averages N of the 15 transforms of tools/inference/tta.py
 ``--ensemble`` combines the U-Net and Mask R-CNN (tools/inference/ensemble.py); ``--dilate``,
 ``--fill-holes``, ``--closing``, ``--min-size``, ``--max-count`` post-process every
 image (tools/inference/postprocess.py); ``--params`` reads the choices made by ``python -m tools.tune``
-(flags given on the command line win).
+(flags given on the command line win). ``--preset fast``: the Mask R-CNN in bfloat16 (where the
+CPU computes it natively), the fastest pipeline at the shipped quality.
 """
 
 import argparse
@@ -35,10 +36,18 @@ from preprocessing.precision import PRECISIONS
 from tools.cli import run_command
 
 
+# --preset NAME: choices for a kind of use; options given on the command line override them.
+PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "bfloat16"}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("unet", "mrcnn"), default="unet")
+    parser.add_argument("--model", choices=("unet", "mrcnn"), default=None, help="default: unet (or the preset's)")
+    parser.add_argument("--preset", choices=sorted(PREDICT_PRESETS),
+                        help="'fast': the Mask R-CNN in bfloat16 where the CPU computes it natively (faster than "
+                             "StarDist on the same CPU at the shipped quality, bench/RESULTS.md); options given "
+                             "explicitly override it")
     parser.add_argument("--weights", help="weights file (its config JSON beside it); default: weights/<model>")
     parser.add_argument("--images", required=True, help="folder in Kaggle's layout or a flat folder of images")
     parser.add_argument("--out", required=True, help="output folder")
@@ -63,10 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--no-params", action="store_true", help="ignore tuned parameters shipped beside the weights")
     tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
                      help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
-    tta.add_argument("--precision", choices=PRECISIONS, default="float32",
+    tta.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="the networks' arithmetic: bfloat16 is the fast preset, about 25%% faster on CPUs "
                           "with AVX512-BF16 or AMX at the same validation score (bench/RESULTS.md); the Mask "
-                          "R-CNN keeps its anchors, proposals and boxes in float32")
+                          "R-CNN keeps its anchors, proposals and boxes in float32; default float32)")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
@@ -85,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count", "min_score")
+
+
+def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill --model and --precision from --preset where they were not given, then the defaults
+    (unet, float32). The fast preset's bfloat16 applies only where the CPU computes it natively
+    (elsewhere it is emulated and slower): float32 there, with a note."""
+    preset = dict(PREDICT_PRESETS.get(args.preset) or {})
+    if preset.get("precision") == "bfloat16" and args.precision is None:
+        from preprocessing.precision import cpu_has_bfloat16
+
+        if not cpu_has_bfloat16():
+            print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): the fast preset runs in float32")
+            preset["precision"] = "float32"
+    args.model = args.model or preset.get("model", "unet")
+    args.precision = args.precision or preset.get("precision", "float32")
+    return args
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -114,6 +139,7 @@ def predict(args: argparse.Namespace) -> int:
                                         report_against_truth, run_settings)
     from tools.inference.models import build_pipeline, load_predictor, resolve_params, training_domains_for
 
+    apply_preset(args)
     list_images(args.images)  # bad ids fail before any model loads
     model = "ensemble" if args.ensemble else args.model
     weights = weights_for(args)

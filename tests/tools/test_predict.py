@@ -111,3 +111,20 @@ def test_cli_bfloat16_is_recorded_and_a_float32_resume_is_refused(tiny_unet, two
     assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bfloat16"
     again = subprocess.run(base + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "precision" in again.stderr, again.stderr
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fast_preset_is_the_bfloat16_mask_rcnn_where_the_cpu_has_it(monkeypatch, native, capsys):
+    import preprocessing.precision
+    from tools.predict import apply_preset, build_parser
+
+    monkeypatch.setattr(preprocessing.precision, "cpu_has_bfloat16", lambda: native)
+    base = ["--images", "in", "--out", "out"]
+    fast = apply_preset(build_parser().parse_args(base + ["--preset", "fast"]))
+    assert (fast.model, fast.precision) == ("mrcnn", "bfloat16" if native else "float32")
+    assert ("no native bfloat16" in capsys.readouterr().out) is not native
+    plain = apply_preset(build_parser().parse_args(base))
+    assert (plain.model, plain.precision) == ("unet", "float32")
+    explicit = apply_preset(build_parser().parse_args(base + ["--preset", "fast", "--model", "unet",
+                                                               "--precision", "float32"]))
+    assert (explicit.model, explicit.precision) == ("unet", "float32")  # given options win
