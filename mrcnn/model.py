@@ -64,6 +64,9 @@ class MaskRCNN(keras.Model):
     Training batches (dict, see :mod:`mrcnn.data`): image [batch, S, S, 3],
     gt_class_ids int32 [batch, G], gt_boxes [batch, G, 4], gt_masks [batch, G, mh, mw],
     rpn_match int32 [batch, A], rpn_bbox [batch, A, 4].
+
+    ``precision`` ('float32' or 'bfloat16', :mod:`preprocessing.precision`): the arithmetic of
+    the backbone, FPN, RPN head and RoI heads; every output above stays float32.
     """
 
     def __init__(self, config=None, precision="float32", **kwargs):
