@@ -18,6 +18,9 @@ A variant's ``--data DIR`` trains on DIR instead of ``--data`` (e.g. the communi
 ``python3 ../shared/dsb2018/make_fixed.py /tmp/fixed``; the same split ids, scored on the same
 original labels as every other variant).
 
+``--score-only --labels DIR`` scores the runs ``--work`` already holds against DIR's labels
+instead (e.g. the fixed masks, the better yardstick; ids DIR lacks are left out), into ``--out``.
+
 A training option worth taking to the GPU wins on unseen domains without losing on seen ones.
 Budgets are CPU time: run nothing else meanwhile. One seed per variant; the differences that
 matter are the large ones.
@@ -59,6 +62,8 @@ def main() -> int:
     parser.add_argument("--variant", action="append", metavar="NAME=OPTIONS",
                         help="options of tools.train unet added to --preset cpu (default: " + ", ".join(VARIANTS) + ")")
     parser.add_argument("--work", default="/tmp/domain_ablation")
+    parser.add_argument("--score-only", action="store_true", help="score the runs in --work; train nothing")
+    parser.add_argument("--labels", help="with --score-only: score against this data root's labels")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "domain_ablation.json"))
     args = parser.parse_args()
 
@@ -72,13 +77,17 @@ def main() -> int:
     held = default_holdout(domains) if args.holdout == "auto" else args.holdout.split(",")
     train_ids, val_ids = read_split(ROOT / "weights" / "split.json")
     labelled = {s.image_id: s for s in load_training_samples([args.data], exclude_roots=[args.sample], progress=False)}
+    if args.score_only and args.labels:  # the same ids, other labels (those the other root has)
+        labelled = {s.image_id: s for s in load_training_samples([args.labels], exclude_roots=[args.sample],
+                                                                 progress=False) if s.image_id in labelled}
     unseen = sorted(i for i in labelled if domains.get(i) in held)
     seen = sorted(i for i in val_ids if i in labelled and domains.get(i) not in held)
     train = sorted(i for i in train_ids if i in labelled and domains.get(i) not in held)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     split_file = work / "split.json"
-    save_split(split_file, train, seen + unseen, {"holdout": held})
+    if not args.score_only:
+        save_split(split_file, train, seen + unseen, {"holdout": held})
     sample = load_training_samples([args.sample], progress=False)
     print(f"held out {', '.join(held)}: {len(train)} training, {len(seen)} seen-domain validation, "
           f"{len(unseen)} unseen-domain, {len(sample)} sample images; {args.minutes:g} min each", flush=True)
@@ -96,12 +105,13 @@ def main() -> int:
         command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.train", "unet", "--preset", "cpu",
                    "--data", data, "--exclude", args.sample, "--split", str(split_file), "--out", str(run_dir),
                    "--time-limit", str(int(args.minutes * 60)), "--no-val-score", *extra]
-        shutil.rmtree(run_dir, ignore_errors=True)
-        started = time.time()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-        found = re.search(r"trained (\d+) crops in (\d+) s", done.stdout)
+        started, found = time.time(), None
+        if not args.score_only:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+            found = re.search(r"trained (\d+) crops in (\d+) s", done.stdout)
         pipeline = build_pipeline("unet", weights=run_dir / "model.weights.h5", use_shipped_params=False)
         scores = {}
         for ids in (seen, unseen):
