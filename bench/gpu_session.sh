@@ -20,6 +20,8 @@
 #                            python3 ../shared/dsb2018/make_fixed.py /tmp/fixed &&
 #                            python bench/make_gpu_pack.py --data /tmp/fixed --out .gpu/fixed_labels
 # Then: run(command="OUT=$OUT bash bench/gpu_session.sh 420", carry=[".whl", ".gpu"], timeout_s=600)
+# What travels must stay under 64 MiB: tracked files 36.7 MB + the pack 20.3 MB + wheels 6.9 MB
+# = 60.9 MiB (2026-12-01); a larger shipped file needs a smaller pack.
 # Back here: weights in $OUT/{unet,mrcnn}.weights.h5 (float16 values, + .json, logs; the split is
 # weights/split.json less the ids the fixes drop); score and ship them with
 #   python -m tools.evaluate / bench/protocols.py, python -m tools.tune (cross-domain check),
