@@ -35,10 +35,11 @@ MRCNN_LR=${MRCNN_LR:-0.0005}
 mkdir -p "$OUT" runs
 UNET_BACKEND=${UNET_BACKEND:-jax}
 MRCNN_BACKEND=${MRCNN_BACKEND:-torch}
-export KERAS_BACKEND=torch PYTHONUNBUFFERED=1
-if [ -d .whl ] && ! python3 -c "import keras, imgaug" 2>/dev/null; then
+export KERAS_BACKEND=$MRCNN_BACKEND PYTHONUNBUFFERED=1
+# (find_spec, not import: imgaug does not import on NumPy 2 without preprocessing.imgaug_compat)
+if [ -d .whl ] && ! python3 -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ('keras', 'imgaug')))"; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-$PWD}
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
