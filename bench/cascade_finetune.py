@@ -1,0 +1,82 @@
+"""Cascade R-CNN against a single box head, both fine-tuned from the shipped Mask R-CNN on the CPU (issue 14).
+
+    python bench/cascade_finetune.py --minutes 20 --out bench/results/cascade_finetune.json
+
+Two runs of ``tools.train mrcnn`` from the shipped weights, the same minutes, data, split
+(``weights/split.json``), augmentation and learning rate, training the heads only
+(``--layers heads``: RPN, FPN, box and mask heads; the backbone frozen, as Matterport's first
+stage):
+
+* ``single``: the shipped architecture (``--warm-start weights/mrcnn.weights.h5``), the control
+  that separates the effect of more training from the effect of the cascade;
+* ``cascade``: ``--cascade 3 --cascade-from weights/mrcnn.weights.h5`` (stages 2 and 3 start as
+  copies of the single box head and train at IoU 0.6 and 0.7).
+
+Each, and the shipped model untouched, is scored with the shipped params
+(weights/mrcnn.params.json: post-processing and the 0.6 mask threshold) on the validation images
+of ``weights/split.json`` and the bundled sample, per IoU threshold (bench/per_iou.py). The
+cascade is worth a GPU run if it beats ``single`` at IoU >= 0.75 on both sets. Budgets are CPU
+time: run nothing else meanwhile.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from per_iou import ROOT, add_data_options, load_sets, report, score_settings
+
+VARIANTS = {
+    "single": ["--warm-start", "weights/mrcnn.weights.h5"],
+    "cascade": ["--cascade", "3", "--cascade-from", "weights/mrcnn.weights.h5"],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_options(parser, "cascade_finetune.json")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training budget of each run")
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--augment", default="light", help="the shipped model's own (weights/mrcnn.json)")
+    parser.add_argument("--work", default="/tmp/cascade_finetune")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--score-only", action="store_true", help="score the runs --work already holds")
+    args = parser.parse_args()
+
+    from tools.inference.models import build_pipeline
+
+    work = Path(args.work)
+    params = ROOT / "weights" / "mrcnn.params.json"
+    runs = {}
+    for name in args.variants.split(","):
+        run_dir = work / name
+        runs[name] = run_dir / "model.weights.h5"
+        if args.score_only:
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        command = [sys.executable, "-m", "tools.train", "mrcnn", "--data", args.data, "--exclude", args.sample,
+                   "--split", str(ROOT / "weights" / "split.json"), "--out", str(run_dir), "--config",
+                   str(ROOT / "weights" / "mrcnn.json"), "--layers", "heads", "--augment", args.augment,
+                   "--learning-rate", str(args.learning_rate), "--time-limit", str(int(args.minutes * 60)),
+                   "--epochs", "10000", "--no-val-score", "--export", "last", *VARIANTS[name]]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        (work / f"{name}.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+        print(f"{name}: " + (done.stdout.strip().splitlines() or [""])[-2], flush=True)
+
+    val, domains, sample = load_sets(args)
+    settings = {}
+    for name, weights in [("shipped", ROOT / "weights" / "mrcnn.weights.h5"), *runs.items()]:
+        pipeline = build_pipeline("mrcnn", weights=weights, params=params)
+        predicted = {s.image_id: pipeline.predict(s.image)[0] for s in val + sample}
+        settings[name] = lambda s, predicted=predicted: predicted[s.image_id]
+    results = score_settings(settings, val, domains, sample)
+    print(f"{len(val)} validation images, {len(sample)} sample images; shipped params ({params.name})")
+    report(results, "model", args.out, "python bench/cascade_finetune.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
