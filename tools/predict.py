@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--precision", choices=PRECISIONS, default=None,
                      help="the networks' arithmetic: bfloat16 is the fast preset, about 25%% faster on CPUs "
                           "with AVX512-BF16 or AMX at the same validation score (bench/RESULTS.md); the Mask "
-                          "R-CNN keeps its anchors, proposals and boxes in float32; default float32)")
+                          "R-CNN keeps its anchors, proposals and boxes in float32; default float32")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
