@@ -32,6 +32,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22", "tensorboard>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22", "tensorboard>=2.16"],
-        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6"],
+        # jax: the GPU machines train under Keras' JAX backend; tests check that path on the CPU
+        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6", "jax>=0.4.30"],
     },
 )

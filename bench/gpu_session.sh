@@ -7,13 +7,13 @@
 # (--augment stain ranked first of five training options under the domain hold-out in small CPU
 # runs, bench/domain_ablation.py; heavy, which trained the shipped U-Net, was below it everywhere.)
 #
-# The GPU machines have PyTorch and JAX but no TensorFlow. The U-Net trains under Keras' JAX
-# backend (UNET_BACKEND, default jax: the whole train step XLA-compiled, where eager PyTorch was
-# the bottleneck; checked on CPU here: trains with process workers, and its weights predict the
-# same under TensorFlow to 1e-6), falling back to torch when JAX has no GPU or the job fails
-# before its first checkpoint. The Mask R-CNN trains under torch (MRCNN_BACKEND; its train step
-# has no JAX form yet). The weights load unchanged under TensorFlow. Carry, from the developer
-# machine (both git-ignored):
+# The GPU machines have PyTorch and JAX but no TensorFlow. Both models train under Keras' JAX
+# backend (UNET_BACKEND, MRCNN_BACKEND, default jax: the whole train step XLA-compiled, where
+# eager PyTorch was the bottleneck; the Mask R-CNN's graph has static-shaped forms there, see
+# mrcnn/backend_ops.py), each falling back to torch when JAX has no GPU or the job fails before
+# its first checkpoint. Checked on CPU here (tests/mrcnn/test_jax_backend.py, and for the U-Net
+# session 7's dry run): they train, and their weights predict the same under TensorFlow.
+# Carry, from the developer machine (both git-ignored):
 #   .whl/                    wheels for Python 3.12 the GPU machine lacks (keras, namex, optree,
 #                            imgaug, shapely): python bench/make_gpu_pack.py --wheels .whl
 #   .gpu/fixed_labels/       the fixed training set minus the bundled sample, compact layout:
@@ -34,8 +34,8 @@ UNET_LR=${UNET_LR:-0.001}
 MRCNN_LR=${MRCNN_LR:-0.0005}
 mkdir -p "$OUT" runs
 UNET_BACKEND=${UNET_BACKEND:-jax}
-MRCNN_BACKEND=${MRCNN_BACKEND:-torch}
-export KERAS_BACKEND=$MRCNN_BACKEND PYTHONUNBUFFERED=1
+MRCNN_BACKEND=${MRCNN_BACKEND:-jax}
+export PYTHONUNBUFFERED=1
 # (find_spec, not import: imgaug does not import on NumPy 2 without preprocessing.imgaug_compat)
 if [ -d .whl ] && ! python3 -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ('keras', 'imgaug')))"; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -43,42 +43,55 @@ if [ -d .whl ] && ! python3 -c "import importlib.util as u, sys; sys.exit(not al
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}:$PWD
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
-python3 -c "import keras; print('keras', keras.__version__, 'backend', keras.backend.backend())" || exit 3
 # (JAX_GPU_CHECK=0: a dry run of the JAX path on a CPU)
-if [ "$UNET_BACKEND" = jax ] && [ "${JAX_GPU_CHECK:-1}" = 1 ] \
-   && ! KERAS_BACKEND=jax python3 -c "import jax, keras; assert jax.devices('gpu')" 2>/dev/null; then
-  echo "JAX has no GPU here: the U-Net trains under torch"; UNET_BACKEND=torch
+if [ "${JAX_GPU_CHECK:-1}" = 1 ] && ! KERAS_BACKEND=jax python3 -c "import jax, keras; assert jax.devices('gpu')" 2>/dev/null; then
+  echo "JAX has no GPU here: the models train under torch"
+  [ "$UNET_BACKEND" = jax ] && UNET_BACKEND=torch
+  [ "$MRCNN_BACKEND" = jax ] && MRCNN_BACKEND=torch
 fi
+KERAS_BACKEND=$MRCNN_BACKEND python3 -c "import keras; print('keras', keras.__version__, keras.backend.backend())" || exit 3
+# JAX takes 75 % of the GPU's memory by default; the two models share the GPU
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
 
 COMMON=(--data "$DATA" --split weights/split.json --augment stain --epochs 10000
         --workers 7 --multiprocessing --no-val-score --export last)
 rm -rf runs/gpu_unet runs/gpu_mrcnn
 # each job is capped (timeout) so that the copying below always runs inside the call's limit
-train_unet() {  # $1 backend, $2 budget seconds
-  KERAS_BACKEND=$1 timeout $(($2 + 100)) python3 -m tools.train unet --out runs/gpu_unet "${COMMON[@]}" --time-limit "$2" \
-    --config weights/unet.json --warm-start weights/unet.weights.h5 --learning-rate "$UNET_LR" \
-    --batch-size 16 --steps-per-epoch 200 >> "$OUT/unet.log" 2>&1
+train() {  # $1 model, $2 backend, $3 budget seconds
+  if [ "$1" = unet ]; then
+    options=(--config weights/unet.json --warm-start weights/unet.weights.h5 --learning-rate "$UNET_LR"
+             --batch-size 16 --steps-per-epoch 200)
+  else
+    options=(--config weights/mrcnn.json --warm-start weights/mrcnn.weights.h5 --learning-rate "$MRCNN_LR"
+             --images-per-gpu 8 --steps-per-epoch 100 --validation-steps 4)
+  fi
+  echo "$1 under $2 for $3 s" >> "$OUT/$1.log"
+  KERAS_BACKEND=$2 timeout $(($3 + 100)) python3 -m tools.train "$1" --out "runs/gpu_$1" "${COMMON[@]}" \
+    --time-limit "$3" "${options[@]}" >> "$OUT/$1.log" 2>&1
 }
-STARTED=$SECONDS
-: > "$OUT/unet.log"
-# JAX takes 75 % of the GPU's memory by default; the Mask R-CNN shares the GPU
-export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
-( train_unet "$UNET_BACKEND" "$BUDGET"
+train_with_fallback() {  # $1 model, $2 backend: JAX failing before a checkpoint hands the rest to torch
+  train "$1" "$2" "$BUDGET"
   status=$?
   left=$((BUDGET - (SECONDS - STARTED) - 20))
-  if [ $status -ne 0 ] && [ "$UNET_BACKEND" = jax ] && [ ! -f runs/gpu_unet/last.weights.h5 ] && [ $left -gt 60 ]; then
-    echo "U-Net under JAX failed (exit $status) before a checkpoint: torch for the ${left} s left" >> "$OUT/unet.log"
-    rm -rf runs/gpu_unet; train_unet torch "$left"; status=$?
+  if [ $status -ne 0 ] && [ "$2" = jax ] && [ ! -f "runs/gpu_$1/last.weights.h5" ] && [ $left -gt 60 ]; then
+    echo "$1 under JAX failed (exit $status) before a checkpoint: torch for the ${left} s left" >> "$OUT/$1.log"
+    rm -rf "runs/gpu_$1"; train "$1" torch "$left"; status=$?
   fi
-  exit $status ) &
-UNET=$!
-KERAS_BACKEND=$MRCNN_BACKEND timeout $((BUDGET + 100)) python3 -m tools.train mrcnn --out runs/gpu_mrcnn "${COMMON[@]}" \
-  --time-limit "$BUDGET" \
-  --config weights/mrcnn.json --warm-start weights/mrcnn.weights.h5 --learning-rate "$MRCNN_LR" \
-  --images-per-gpu 8 --steps-per-epoch 100 --validation-steps 4 > "$OUT/mrcnn.log" 2>&1 &
-MRCNN=$!
+  return $status
+}
+STARTED=$SECONDS
+: > "$OUT/unet.log"; : > "$OUT/mrcnn.log"
+# GPU utilisation and memory every 10 s, summarised at the end (issue 10 asks for it)
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -l 10 > /tmp/gpu_util.csv 2>/dev/null &
+SAMPLER=$!
+train_with_fallback unet "$UNET_BACKEND" & UNET=$!
+train_with_fallback mrcnn "$MRCNN_BACKEND" & MRCNN=$!
 wait $UNET; echo "unet exit $?"
 wait $MRCNN; echo "mrcnn exit $?"
+kill $SAMPLER 2>/dev/null
+awk -F', ' 'NF == 2 {n++; u += $1; if ($1 > m) m = $1; if ($2 > mem) mem = $2}
+  END {if (n) printf "GPU utilisation: mean %.0f %%, max %d %% over %d samples; memory used up to %d MiB\n", u / n, m, n, mem}' /tmp/gpu_util.csv
+grep -h "crops in" "$OUT/unet.log" "$OUT/mrcnn.log"
 # What comes back: at most 8 files of at most 16 MiB each. Float32 weights are over that (U-Net
 # 16.8 MB, Mask R-CNN 27.7 MB): they travel as float16 values, as weights/ ships them.
 for model in unet mrcnn; do

@@ -39,14 +39,13 @@ class DetectionLayer(keras.layers.Layer):
             classes = ops.arange(ops.shape(flat_scores)[0], dtype="int32") % foreground_classes
             # per-class NMS in one call: each class' boxes moved apart so classes never overlap
             offset = ops.cast(classes, "float32")[:, None] * (ops.max(flat_boxes) + 1.0)
-            keep = backend_ops.nms_indices(flat_boxes + offset, flat_scores, d, self.nms_threshold,
-                                           score_threshold=self.min_confidence)
-            count = ops.shape(keep)[0]
-            pad = d - count
-            return (ops.pad(ops.take(flat_boxes, keep, axis=0), [[0, pad], [0, 0]]),
-                    ops.pad(ops.take(classes, keep) + 1, [[0, pad]]),
-                    ops.pad(ops.take(flat_scores, keep), [[0, pad]]),
-                    ops.cast(count, "int32"))
+            keep, count = backend_ops.nms_padded(flat_boxes + offset, flat_scores, d, self.nms_threshold,
+                                                 score_threshold=self.min_confidence)
+            kept = ops.arange(d, dtype="int32") < count
+            return (ops.where(kept[:, None], ops.take(flat_boxes, keep, axis=0), 0.0),
+                    ops.where(kept, ops.take(classes, keep) + 1, 0),
+                    ops.where(kept, ops.take(flat_scores, keep), 0.0),
+                    count)
 
         return backend_ops.map_images(one, (boxes, scores), [(d, 4), (d,), (d,), ()],
                                       ["float32", "int32", "float32", "int32"])

@@ -245,8 +245,13 @@ class MaskRCNN(keras.Model):
             data = data[0]
         return data
 
-    def train_step(self, data):
-        batch = self._unpack(data)
+    def train_step(self, *args):
+        """One optimiser step. Keras calls ``train_step(data)`` on TensorFlow and PyTorch, and
+        ``train_step(state, data)`` on JAX, where the step is a pure function compiled whole
+        with XLA (every shape in the graph is static there, see :mod:`mrcnn.backend_ops`)."""
+        if keras.backend.backend() == "jax":
+            return self._train_step_jax(*args)
+        batch = self._unpack(args[0])
         if keras.backend.backend() == "torch":
             return self._train_step_torch(batch)
         import tensorflow as tf
@@ -273,9 +278,45 @@ class MaskRCNN(keras.Model):
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         return self._update(total.detach(), {name: value.detach() for name, value in losses.items()})
 
-    def test_step(self, data):
+    def _stateless_losses(self, trainable, non_trainable, batch, training):
+        """:meth:`compute_losses` as a pure function of the variables' values (JAX): returns
+        (losses, the non-trainable values after the pass: batch-norm statistics, RNG state)."""
+        mapping = list(zip(self.trainable_variables, trainable)) + list(zip(self.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            losses = self.compute_losses(batch, training=training)
+        updated = [scope.get_current_value(v) for v in self.non_trainable_variables]
+        return losses, [old if new is None else new for new, old in zip(updated, non_trainable)]
+
+    def _stateless_update(self, metric_values, total, losses):
+        """:meth:`_update` on the metrics' values (JAX): returns (logs, new metric values)."""
+        with keras.StatelessScope(state_mapping=list(zip(self.metrics_variables, metric_values))) as scope:
+            logs = self._update(total, losses)
+        updated = [scope.get_current_value(v) for v in self.metrics_variables]
+        return logs, [old if new is None else new for new, old in zip(updated, metric_values)]
+
+    def _train_step_jax(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metric_values = state
         batch = self._unpack(data)
-        losses = self.compute_losses(batch, training=False)
+
+        def total_loss(trainable, non_trainable):
+            losses, non_trainable = self._stateless_losses(trainable, non_trainable, batch, True)
+            return self._total(losses), (losses, non_trainable)
+
+        (total, (losses, non_trainable)), grads = jax.value_and_grad(total_loss, has_aux=True)(trainable, non_trainable)
+        trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+        logs, metric_values = self._stateless_update(metric_values, total, losses)
+        return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+    def test_step(self, *args):
+        """The losses of a batch, no update (``test_step(state, data)`` on JAX, as train_step)."""
+        if keras.backend.backend() == "jax":
+            (trainable, non_trainable, metric_values), data = args
+            losses, non_trainable = self._stateless_losses(trainable, non_trainable, self._unpack(data), False)
+            logs, metric_values = self._stateless_update(metric_values, self._total(losses), losses)
+            return logs, (trainable, non_trainable, metric_values)
+        losses = self.compute_losses(self._unpack(args[0]), training=False)
         return self._update(self._total(losses), losses)
 
     # --------------------------------------------------------------- training
@@ -326,8 +367,11 @@ class MaskRCNN(keras.Model):
         return optimizer
 
     def compile_for_training(self, learning_rate=None, layers="all"):
+        """Choose what trains (:meth:`set_trainable`) and compile: the step is compiled whole
+        with XLA on JAX; a ``tf.function`` without XLA on TensorFlow (its NMS kernel has none);
+        eager on PyTorch."""
         self.set_trainable(layers)
-        self.compile(optimizer=self.make_optimizer(learning_rate), jit_compile=False)
+        self.compile(optimizer=self.make_optimizer(learning_rate), jit_compile=keras.backend.backend() == "jax")
 
     # -------------------------------------------------------------- inference
     def infer(self, batch):

@@ -52,8 +52,8 @@ def nms_padded(boxes, scores, count, iou_threshold):
     first, zero rows after the survivors."""
 
     def one(image_boxes, image_scores):
-        keep = backend_ops.nms_indices(image_boxes, image_scores, count, iou_threshold)
-        kept = ops.take(image_boxes, keep, axis=0)
-        return (ops.pad(kept, [[0, count - ops.shape(kept)[0]], [0, 0]]),)
+        keep, kept = backend_ops.nms_padded(image_boxes, image_scores, count, iou_threshold)
+        survivor = ops.arange(count, dtype="int32") < kept
+        return (ops.where(survivor[:, None], ops.take(image_boxes, keep, axis=0), 0.0),)
 
     return backend_ops.map_images(one, (boxes, scores), [(count, 4)], ["float32"])[0]

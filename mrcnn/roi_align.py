@@ -3,6 +3,8 @@
 Each box is assigned the level ``k = k0 + log2(sqrt(h w) / canonical)`` clipped to
 P2..P5 (Feature Pyramid Networks, eq. 1), then sampled with bilinear interpolation at
 the centre of each of ``pool_size x pool_size`` bins (:func:`mrcnn.backend_ops.crop_and_resize`).
+Under JAX (static shapes) every box is pooled from every level, as matrix products
+(:func:`mrcnn.backend_ops.crop_and_resize_per_image`), and its own level kept.
 """
 
 import keras
@@ -61,6 +63,18 @@ class PyramidRoIAlign(keras.layers.Layer):
         flat = ops.reshape(boxes, (-1, 4))
         batch_index = ops.repeat(ops.arange(batch, dtype="int32"), num)
         levels = roi_levels(flat, self.canonical_size, self.canonical_level, 2, 1 + len(features))
+        channels = features[0].shape[-1]
+        if backend_ops.static_shapes():  # XLA: pool every box from every level, keep its own
+            boxes = ops.stop_gradient(boxes)
+            levels = ops.reshape(levels, (batch, num))[:, :, None, None, None]
+            pooled = 0.0
+            for i, feature in enumerate(features):
+                stride = 2 ** (i + 2)
+                norm = graph_boxes.crop_boxes_norm(boxes / float(stride), feature.shape[1], feature.shape[2],
+                                                   self.pool_size)
+                level_pooled = backend_ops.crop_and_resize_per_image(feature, norm, (self.pool_size, self.pool_size))
+                pooled = pooled + ops.where(ops.equal(levels, i + 2), level_pooled, 0.0)
+            return pooled
         pooled, order = [], []
         for i, feature in enumerate(features):
             level = i + 2
@@ -72,7 +86,6 @@ class PyramidRoIAlign(keras.layers.Layer):
         pooled = ops.concatenate(pooled, axis=0)
         order = ops.concatenate(order, axis=0)
         pooled = ops.take(pooled, ops.argsort(order), axis=0)  # back to box order
-        channels = features[0].shape[-1]
         return ops.reshape(pooled, (batch, num, self.pool_size, self.pool_size, channels))
 
     def compute_output_shape(self, input_shapes):

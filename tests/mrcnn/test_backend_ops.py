@@ -73,3 +73,43 @@ def test_map_images_stacks_per_image_results():
     x = np.arange(6, dtype=np.float32).reshape(3, 2)
     (doubled,) = backend_ops.map_images(lambda row: (row * 2,), (x,), [(2,)], ["float32"])
     np.testing.assert_array_equal(ops.convert_to_numpy(doubled), x * 2)
+
+
+def test_static_padded_nms_gives_tensorflows_kept_boxes_in_order():
+    rng = np.random.default_rng(2)
+    for trial in range(15):
+        n = int(rng.integers(1, 80))
+        corner = rng.uniform(0, 50, size=(n, 2))
+        size = rng.uniform(2, 15, size=(n, 2))
+        boxes = np.concatenate([corner, corner + size], axis=1).astype(np.float32)
+        scores = rng.uniform(size=n).astype(np.float32)  # unsorted: the function sorts
+        max_output = int(rng.integers(1, 100))
+        threshold = None if trial % 3 == 0 else 0.4
+        indices, count = backend_ops.nms_padded_static(ops.convert_to_tensor(boxes), ops.convert_to_tensor(scores),
+                                                       max_output, 0.3, score_threshold=threshold)
+        kwargs = {} if threshold is None else {"score_threshold": threshold}
+        want = tf.image.non_max_suppression(boxes, scores, max_output, 0.3, **kwargs).numpy()
+        indices, count = ops.convert_to_numpy(indices), int(ops.convert_to_numpy(count))
+        assert indices.shape == (max_output,)
+        assert count == len(want), trial
+        np.testing.assert_array_equal(indices[:count], want)
+        assert not indices[count:].any()
+
+
+def test_padded_nms_pads_tensorflows_answer():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    indices, count = backend_ops.nms_padded(boxes, scores, 5, 0.5)
+    np.testing.assert_array_equal(ops.convert_to_numpy(indices), [0, 2, 0, 0, 0])
+    assert int(ops.convert_to_numpy(count)) == 2
+
+
+def test_crop_and_resize_as_matrix_products_matches_tensorflow():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(2, 9, 13, 3)).astype(np.float32)
+    boxes = rng.uniform(-0.3, 1.3, size=(2, 5, 4)).astype(np.float32)  # some sample outside: extrapolation 0
+    boxes[0, 0] = [0.2, 0.2, 0.2, 0.2]  # a point
+    for size in [(4, 6), (1, 1), (7, 7)]:
+        got = ops.convert_to_numpy(backend_ops.crop_and_resize_per_image(image, boxes, size))
+        want = tf.image.crop_and_resize(image, boxes.reshape(-1, 4), np.repeat(np.arange(2), 5), size).numpy()
+        np.testing.assert_allclose(got.reshape(want.shape), want, atol=1e-5)
