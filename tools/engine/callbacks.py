@@ -124,6 +124,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.stop_signal = None
         self.stopping = False  # the agreed stop under several workers
         self.nan_batch = None
+        self.cut_short = False  # a signal stopped training inside an epoch (and that was saved)
         self._previous_handlers = {}
 
     # --- signals: stop at the end of the current batch and save ------------
@@ -157,6 +158,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True  # last good checkpoint stays as it is
         elif stop:
             self._save(epochs_done=self.epoch, interrupted=True)
+            self.cut_short = True
             self.model.stop_training = True
 
     def _stop_agreed(self):
@@ -175,8 +177,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         return self.stopping if self.agree is not None else self.stop_signal is not None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.nan_batch is not None or self.stopped:
+        if self.nan_batch is not None or self.cut_short:
             return  # cut short: neither logged nor counted
+        # (a signal after the epoch's last batch, during validation, leaves the epoch whole:
+        # it is logged and saved as done, and the run stops here)
         logs = logs or {}
         if self.epoch_log is not None:
             self.epoch_log.write(epoch, logs)
@@ -187,7 +191,9 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             if self.write:
                 save_weights_atomic(self.model, self.run_dir / "best.weights.h5")
-        self._save(epochs_done=epoch + 1, interrupted=False)
+        self._save(epochs_done=epoch + 1, interrupted=self.stopped)
+        if self.stopped:
+            self.model.stop_training = True
 
     def _save(self, epochs_done, interrupted):
         if self.sync is not None:

@@ -80,6 +80,26 @@ def test_sigterm_saves_and_stops(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
 
 
+def test_sigterm_during_validation_keeps_the_whole_epoch(tmp_path):
+    x, y = data(64)
+    model = tiny_model()
+
+    class SigtermWhileValidating(keras.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    callbacks = make_callbacks(tmp_path, "val_loss") + [SigtermWhileValidating()]
+    history = model.fit(x, y, epochs=4, batch_size=8, verbose=0, validation_data=(x[:16], y[:16]),
+                        callbacks=callbacks)
+    assert callbacks[0].check() is True
+    assert len(history.history["loss"]) == 1  # stopped after the first epoch
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["interrupted"] and state["epoch"] == 1  # the epoch had finished training: it counts
+    assert (tmp_path / "last.weights.h5").is_file() and (tmp_path / "best.weights.h5").is_file()
+    assert _logged_epochs(tmp_path / "log.csv") == [0]
+
+
 def test_schedules():
     schedule = cosine_schedule(1.0, 10, warmup_epochs=1)
     assert schedule(0) == 0.5 and schedule(1) == pytest.approx(1.0)
