@@ -101,7 +101,8 @@ for model in unet mrcnn; do
     weights=$run/last.weights.h5 name=$model.last.weights.h5
   fi
   if [ -f "$weights" ]; then
-    python3 -m tools.half_weights "$weights" "$OUT/$name" || echo "could not halve $weights"
+    # (a checkpoint also holds the optimizer's state: 84 MB for the Mask R-CNN; not brought back)
+    python3 -m tools.half_weights --model-only "$weights" "$OUT/$name" || echo "could not halve $weights"
     if [ -f "$run/model.json" ]; then cp "$run/model.json" "$OUT/$model.json"; else cp "$run/config.json" "$OUT/$model.json"; fi
   fi
   cp "$run/log.csv" "$OUT/$model.log.csv" 2>/dev/null

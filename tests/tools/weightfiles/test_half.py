@@ -32,6 +32,28 @@ def test_halved_file_loads_into_the_float32_model(tmp_path):
     np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-2, atol=1e-2)
 
 
+def test_model_only_drops_a_checkpoints_optimizer_state(tmp_path):
+    import h5py
+
+    keras.utils.set_random_seed(0)
+    model = _model()
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    model.fit(x, np.zeros((4, 8, 8, 2), np.float32), verbose=0)
+    checkpoint = tmp_path / "last.weights.h5"
+    model.save_weights(checkpoint)
+    with h5py.File(checkpoint) as file:
+        assert "optimizer" in file  # what a compiled model's checkpoint carries
+    whole = halve_weights_file(checkpoint, tmp_path / "whole.weights.h5")
+    slim = halve_weights_file(checkpoint, tmp_path / "slim.weights.h5", model_only=True)
+    with h5py.File(slim) as file:
+        assert "optimizer" not in file
+    assert slim.stat().st_size < whole.stat().st_size
+    fresh = _model()
+    fresh.load_weights(slim)
+    np.testing.assert_allclose(fresh.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-2, atol=1e-2)
+
+
 def test_bad_input_is_named(tmp_path):
     with pytest.raises(NucleiError, match="not found"):
         halve_weights_file(tmp_path / "absent.weights.h5", tmp_path / "x.weights.h5")
