@@ -1,11 +1,13 @@
 """Mask R-CNN on this machine: training images per second, inference seconds per image, DSB score.
 
-    python bench/bench_mrcnn.py [--config nucleus --alpha 0.5 --crop-size 256 --images-per-gpu 4]
+    [KERAS_BACKEND=jax] python bench/bench_mrcnn.py [--config nucleus|weights/mrcnn.json --alpha 0.5
+                                [--crop-size 256 --images-per-gpu 4]
                                 [--weights RUN/best.weights.h5] [--images data/sample/stage1_train]
                                 [--steps 20] [--threads 2] [--out bench/mrcnn.json]
 
-Training speed: ``--steps`` timed steps (after two warm-up steps) of a freshly built
-model of the given config on random crops of ``--images``. Inference: every image under
+Training speed: ``--steps`` timed steps (after two warm-up steps) of ``train_on_batch``, on
+any Keras backend, of a freshly built model of the given config (a name or a config JSON) on
+random crops of ``--images``. Inference (unless ``--train-only``): every image under
 ``--images`` through MrcnnPredictor (``--weights``, or the untrained model when absent:
 then the detections, and so the mask pasting time, are not representative).
 Score: the DSB metric on ``--images`` when it holds labels and ``--weights`` is given.
@@ -33,21 +35,22 @@ def main(argv=None):
     parser.add_argument("--images", default=str(ROOT / "data" / "sample" / "stage1_train"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-only", action="store_true", help="skip the inference timing")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
     import numpy as np
+
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     from mrcnn.config import config_from_name
     from mrcnn.data import MrcnnDataset
     from mrcnn.model import MaskRCNN
-    from mrcnn.predictor import MrcnnPredictor
     from preprocessing.dataset import load_dataset
 
     dataset = load_dataset(args.images)
@@ -59,33 +62,58 @@ def main(argv=None):
     if labelled and args.steps > 0:
         overrides = {"IMAGE_CROP_SIZE": args.crop_size, "IMAGES_PER_GPU": args.images_per_gpu,
                      "STEPS_PER_EPOCH": args.steps + 2}
-        if args.config != "tiny":
-            overrides["BACKBONE_ALPHA"] = args.alpha
-        config = config_from_name(args.config, **overrides)
+        if args.config.endswith(".json"):  # a saved config, e.g. the shipped weights/mrcnn.json
+            from mrcnn.config import Config
+
+            config = Config.load(args.config).replace(BACKBONE_WEIGHTS=None, **overrides)
+        else:
+            if args.config != "tiny":
+                overrides["BACKBONE_ALPHA"] = args.alpha
+            config = config_from_name(args.config, **overrides)
         keras.utils.set_random_seed(0)
         model = MaskRCNN(config)
         model.compile_for_training(config.LEARNING_RATE, "all")
         data = MrcnnDataset(labelled, config, training=True)
-        step = tf.function(model.train_step)
-        batches = [{k: tf.constant(v) for k, v in data[i].items()} for i in range(2)]
-        for batch in batches:
-            step(batch)  # warm-up (tracing)
+        # train_on_batch: the backend's own step (a tf.function, an XLA-compiled JAX step, eager torch)
+        batches = [data[i] for i in range(2)]
+        started = time.perf_counter()
+        model.train_on_batch(batches[0])  # warm-up: tracing / compiling
+        compile_s = time.perf_counter() - started
+        model.train_on_batch(batches[1])
         started = time.perf_counter()
         for i in range(args.steps):
-            step(batches[i % 2])
+            model.train_on_batch(batches[i % 2])
         graph_s = (time.perf_counter() - started) / args.steps
         started = time.perf_counter()
         for i in range(min(args.steps, 10)):
             data[i]
         data_s = (time.perf_counter() - started) / min(args.steps, 10)
-        result["training"] = {"config": args.config, "backbone": config.BACKBONE, "alpha": config.BACKBONE_ALPHA,
+        result["training"] = {"backend": keras.backend.backend(), "first_step_s": round(compile_s, 1),
+                              "config": args.config, "backbone": config.BACKBONE, "alpha": config.BACKBONE_ALPHA,
                               "crop": args.crop_size, "batch": config.BATCH_SIZE, "step_s": round(graph_s, 3),
                               "data_s_per_batch": round(data_s, 3),
                               "images_per_s": round(config.BATCH_SIZE / graph_s, 2)}
         print(json.dumps(result["training"]))
 
+    if not args.train_only:
+        time_inference(args, samples, result)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def time_inference(args, samples, result):
+    """Seconds per image of MrcnnPredictor over ``samples`` (and the DSB score with --weights)."""
+    import numpy as np
+
+    from mrcnn.config import Config, config_from_name
+    from mrcnn.model import MaskRCNN
+    from mrcnn.predictor import MrcnnPredictor
+
     if args.weights:
         predictor = MrcnnPredictor.from_path(args.weights)
+    elif args.config.endswith(".json"):
+        predictor = MrcnnPredictor(MaskRCNN(Config.load(args.config).replace(BACKBONE_WEIGHTS=None)))
     else:
         config = config_from_name(args.config, **({} if args.config == "tiny" else {"BACKBONE_ALPHA": args.alpha}))
         predictor = MrcnnPredictor(MaskRCNN(config))
@@ -107,9 +135,6 @@ def main(argv=None):
         score = dataset_score(pairs, image_types={s.image_id: s.image_type for s in samples})
         result["dsb_score"] = round(float(score["score"]), 4)
         print(f"DSB score on {len(pairs)} images: {result['dsb_score']}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

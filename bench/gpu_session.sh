@@ -66,7 +66,8 @@ train() {  # $1 model, $2 backend, $3 budget seconds
              --images-per-gpu 8 --steps-per-epoch 100 --validation-steps 4)
   fi
   echo "$1 under $2 for $3 s" >> "$OUT/$1.log"
-  KERAS_BACKEND=$2 timeout $(($3 + 100)) python3 -m tools.train "$1" --out "runs/gpu_$1" "${COMMON[@]}" \
+  # -k: a JAX process with forked data workers can hang on exit after saving (seen on CPU): kill it
+  KERAS_BACKEND=$2 timeout -k 20 $(($3 + 90)) python3 -m tools.train "$1" --out "runs/gpu_$1" "${COMMON[@]}" \
     --time-limit "$3" "${options[@]}" >> "$OUT/$1.log" 2>&1
 }
 train_with_fallback() {  # $1 model, $2 backend: JAX failing before a checkpoint hands the rest to torch
