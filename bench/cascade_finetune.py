@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget of each run")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--augment", default="light", help="the shipped model's own (weights/mrcnn.json)")
+    parser.add_argument("--seed", type=int, help="training seed of both runs (default: the config's)")
     parser.add_argument("--work", default="/tmp/cascade_finetune")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--score-only", action="store_true", help="score the runs --work already holds")
@@ -60,6 +61,8 @@ def main() -> int:
                    str(ROOT / "weights" / "mrcnn.json"), "--layers", "heads", "--augment", args.augment,
                    "--learning-rate", str(args.learning_rate), "--time-limit", str(int(args.minutes * 60)),
                    "--epochs", "10000", "--no-val-score", "--export", "last", *VARIANTS[name]]
+        if args.seed is not None:
+            command += ["--seed", str(args.seed)]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         (work / f"{name}.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:

@@ -4,8 +4,9 @@
 RoIAlign, the box and mask heads and the detection layer; with ``CASCADE_STAGES > 1``
 the box heads are a Cascade R-CNN (:mod:`mrcnn.cascade`). ``train_step`` computes the
 five losses explicitly (no ``add_loss``); ``call`` runs inference. The graph is written
-in ``keras.ops`` (plus :mod:`mrcnn.backend_ops`), so it trains on TensorFlow and on
-PyTorch (GPU machines without TensorFlow); the weights files are the same on both. Matterport's
+in ``keras.ops`` (plus :mod:`mrcnn.backend_ops`), so it trains on TensorFlow, on JAX (the
+whole step compiled with XLA, static shapes) and on PyTorch (the GPU machines have no
+TensorFlow); the weights files are the same on all three. Matterport's
 training stages are :meth:`MaskRCNN.compile_for_training` (``layers``: 'heads', '4+', 'all', ...);
 the training loop itself (checkpoints, resume, schedules) is ``tools.engine``'s, shared with the
 U-Net. Prediction on numpy images: :class:`mrcnn.predictor.MrcnnPredictor`. On disk a model is
