@@ -378,10 +378,10 @@ class MaskRCNN(keras.Model):
     def infer(self, batch):
         """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays.
 
-        Under TensorFlow, one shape-relaxed graph with ``trim_detections``: ``masks`` is
-        [B, max(count), M, M] (the other outputs keep DETECTION_MAX_INSTANCES rows)."""
+        With ``trim_detections``: ``masks`` is [B, max(count), M, M] (the other outputs keep
+        DETECTION_MAX_INSTANCES rows); under TensorFlow one shape-relaxed graph, elsewhere eager."""
         if keras.backend.backend() != "tensorflow":
-            out = self(ops.convert_to_tensor(np.asarray(batch, np.float32)), training=False)
+            out = self(ops.convert_to_tensor(np.asarray(batch, np.float32)), training=False, trim_detections=True)
             return {k: ops.convert_to_numpy(v) for k, v in out.items()}
         import tensorflow as tf
 

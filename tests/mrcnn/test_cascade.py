@@ -55,7 +55,8 @@ def test_refine_boxes_uses_each_rois_class_keeps_padding_and_clips():
     deltas[0, 1, :] = 5.0  # padding: must stay a zero row
     deltas[0, 2, 1] = [0.0, 2.0, 0.0, 0.0]  # pushes RoI 2 past the right border
     ids = np.array([[2, 1, 1]], np.int32)
-    out = ops.convert_to_numpy(cascade.refine_boxes(rois, deltas, ids, STD, np.array([100, 100], np.int32)))
+    tensors = [ops.convert_to_tensor(a) for a in (rois, deltas, ids, np.array([100, 100], np.int32))]
+    out = ops.convert_to_numpy(cascade.refine_boxes(*tensors[:3], STD, tensors[3]))
     np.testing.assert_allclose(out[0, 0], decode(deltas[0, 0, 2][None], rois[0, 0][None], STD)[0], atol=1e-4)
     np.testing.assert_array_equal(out[0, 1], 0.0)
     np.testing.assert_allclose(out[0, 2], [50, 59, 70, 100], atol=1e-4)  # shifted by 0.2 * 45, clipped at 100

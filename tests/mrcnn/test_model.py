@@ -30,7 +30,7 @@ def test_trimmed_detections_give_the_same_masks_for_the_kept_rows():
     # a cut that keeps a few detections in one image and more in the other
     model.detection.min_confidence = float(np.sort(scores[0])[-10])
     full = {k: keras.ops.convert_to_numpy(v) for k, v in model(x, training=False).items()}
-    trimmed = model.infer(x)  # the TF graph path trims
+    trimmed = model.infer(x)  # infer trims (a TF graph, or eager elsewhere)
     kept = max(int(full["count"].max()), 1)
     assert kept < model.config.DETECTION_MAX_INSTANCES  # the test would not test trimming otherwise
     assert trimmed["masks"].shape == (2, kept, 14, 14)
