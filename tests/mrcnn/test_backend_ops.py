@@ -46,13 +46,17 @@ def _greedy_reference(boxes, iou_threshold):
     return kept
 
 
+def _random_boxes(rng, n, extent):
+    """n boxes [n, (y1, x1, y2, x2)] of side 2-15 with corners in [0, extent)."""
+    corner = rng.uniform(0, extent, size=(n, 2))
+    return np.concatenate([corner, corner + rng.uniform(2, 15, size=(n, 2))], axis=1).astype(np.float32)
+
+
 def test_fixed_point_nms_is_exact_greedy_nms():
     rng = np.random.default_rng(1)
     for trial in range(20):
         n = int(rng.integers(1, 60))
-        corner = rng.uniform(0, 40, size=(n, 2))
-        size = rng.uniform(2, 15, size=(n, 2))
-        boxes = np.concatenate([corner, corner + size], axis=1).astype(np.float32)
+        boxes = _random_boxes(rng, n, 40)
         scores = np.sort(rng.uniform(size=n))[::-1].astype(np.float32)
         keep = ops.convert_to_numpy(backend_ops.greedy_nms_keep(boxes, 0.3))
         assert list(np.flatnonzero(keep)) == _greedy_reference(boxes, 0.3), trial
@@ -79,9 +83,7 @@ def test_static_padded_nms_gives_tensorflows_kept_boxes_in_order():
     rng = np.random.default_rng(2)
     for trial in range(15):
         n = int(rng.integers(1, 80))
-        corner = rng.uniform(0, 50, size=(n, 2))
-        size = rng.uniform(2, 15, size=(n, 2))
-        boxes = np.concatenate([corner, corner + size], axis=1).astype(np.float32)
+        boxes = _random_boxes(rng, n, 50)
         scores = rng.uniform(size=n).astype(np.float32)  # unsorted: the function sorts
         max_output = int(rng.integers(1, 100))
         threshold = None if trial % 3 == 0 else 0.4
