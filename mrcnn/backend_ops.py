@@ -46,12 +46,12 @@ def crop_and_resize(image, boxes, box_indices, size):
 
 
 def _sample_points(start, end, extent, count):
-    """Sample coordinates [N, count] in pixel index units along one axis."""
+    """Sample coordinates [..., count] in pixel index units along one axis (start, end [...])."""
     extent = ops.cast(extent, "float32")
     if count == 1:
-        return (0.5 * (start + end) * (extent - 1.0))[:, None]
-    steps = ops.arange(count, dtype="float32")[None, :] / float(count - 1)
-    return start[:, None] * (extent - 1.0) + steps * ((end - start) * (extent - 1.0))[:, None]
+        return (0.5 * (start + end) * (extent - 1.0))[..., None]
+    steps = ops.arange(count, dtype="float32") / float(count - 1)
+    return start[..., None] * (extent - 1.0) + steps * ((end - start) * (extent - 1.0))[..., None]
 
 
 def crop_and_resize_gather(image, boxes, box_indices, size):
@@ -109,11 +109,7 @@ def crop_and_resize_per_image(image, boxes, size):
     boxes = ops.cast(boxes, "float32")
 
     def weights(start, end, extent, count):  # [B, N, count, extent]
-        if count == 1:
-            points = (0.5 * (start + end) * (extent - 1.0))[..., None]
-        else:
-            steps = ops.arange(count, dtype="float32") / float(count - 1)
-            points = start[..., None] * (extent - 1.0) + steps * ((end - start) * (extent - 1.0))[..., None]
+        points = _sample_points(start, end, extent, count)
         inside = ops.logical_and(points >= 0.0, points <= extent - 1.0)[..., None]
         tent = ops.relu(1.0 - ops.abs(points[..., None] - ops.arange(extent, dtype="float32")))
         return ops.where(inside, tent, 0.0)
