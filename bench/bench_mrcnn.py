@@ -3,7 +3,7 @@
     [KERAS_BACKEND=jax] python bench/bench_mrcnn.py [--config nucleus|weights/mrcnn.json --alpha 0.5
                                 [--crop-size 256 --images-per-gpu 4]
                                 [--weights RUN/best.weights.h5] [--images data/sample/stage1_train]
-                                [--steps 20] [--threads 2] [--out bench/mrcnn.json]
+                                [--steps 20] [--threads 2] [--precision float32|bfloat16] [--out bench/mrcnn.json]
 
 Training speed: ``--steps`` timed steps (after two warm-up steps) of ``train_on_batch``, on
 any Keras backend, of a freshly built model of the given config (a name or a config JSON) on
@@ -35,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--images", default=str(ROOT / "data" / "sample" / "stage1_train"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="float32", help="float32 or bfloat16 (mixed, float32 weights)")
     parser.add_argument("--train-only", action="store_true", help="skip the inference timing")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -71,7 +72,7 @@ def main(argv=None):
                 overrides["BACKBONE_ALPHA"] = args.alpha
             config = config_from_name(args.config, **overrides)
         keras.utils.set_random_seed(0)
-        model = MaskRCNN(config)
+        model = MaskRCNN(config, precision=args.precision)
         model.compile_for_training(config.LEARNING_RATE, "all")
         data = MrcnnDataset(labelled, config, training=True)
         # train_on_batch: the backend's own step (a tf.function, an XLA-compiled JAX step, eager torch)
@@ -90,7 +91,7 @@ def main(argv=None):
         data_s = (time.perf_counter() - started) / min(args.steps, 10)
         result["training"] = {"backend": keras.backend.backend(), "first_step_s": round(compile_s, 1),
                               "config": args.config, "backbone": config.BACKBONE, "alpha": config.BACKBONE_ALPHA,
-                              "crop": args.crop_size, "batch": config.BATCH_SIZE, "step_s": round(graph_s, 3),
+                              "crop": args.crop_size, "batch": config.BATCH_SIZE, "precision": args.precision, "step_s": round(graph_s, 3),
                               "data_s_per_batch": round(data_s, 3),
                               "images_per_s": round(config.BATCH_SIZE / graph_s, 2)}
         print(json.dumps(result["training"]))

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.errors import NucleiError
+from preprocessing.precision import PRECISIONS
 from tools.cli import run_command
 
 # command-line option -> Mask R-CNN config field
@@ -92,6 +93,10 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--split", metavar="SPLIT.json",
                         help="train and validate on the ids of this split file (another run's split.json, or "
                              "weights/split.json: the shipped models'); ids absent from --data are skipped")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="arithmetic of the network's layers: float32, or bfloat16 compute with float32 weights "
+                             "(Keras' mixed_bfloat16; the files are the same, so a bfloat16 run resumes, exports and "
+                             "predicts as float32). For GPUs with bfloat16 units and CPUs with AVX512-BF16 / AMX")
     parser.add_argument("--warm-start", metavar="WEIGHTS",
                         help="start from these weights (same architecture: pass its config with --config), "
                              "e.g. weights/unet.weights.h5 with --config weights/unet.json")
@@ -187,7 +192,7 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
         config = base.replace(**overrides)
     if args.steps_per_epoch < 1:
         raise NucleiError(f"--steps-per-epoch must be >= 1, got {args.steps_per_epoch}")
-    return UNetTask(config, args.steps_per_epoch, augment, balanced=not args.no_balanced)
+    return UNetTask(config, args.steps_per_epoch, augment, balanced=not args.no_balanced, precision=args.precision)
 
 
 def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
@@ -206,7 +211,7 @@ def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
         # GPU_COUNT is set at run time to the replicas the run has (tools.engine.tasks.MrcnnTask)
         config = base.replace(**overrides)
     return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None,
-                     cascade_from=args.cascade_from if not args.resume else None)
+                     cascade_from=args.cascade_from if not args.resume else None, precision=args.precision)
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -234,6 +239,11 @@ def run_training(args: argparse.Namespace) -> int:
     check_run_folder(run_dir, args.resume, quiet=True, create=chief)
     if args.model == "mrcnn" and chief:
         print(task.config.display())
+    if args.precision == "bfloat16" and chief:
+        from preprocessing.precision import cpu_has_bfloat16
+
+        emulated = "" if cpu_has_bfloat16() else " (a CPU without AVX512-BF16 / AMX emulates it, slowly)"
+        print(f"precision: bfloat16 compute, float32 weights{emulated}")
     return train(task, options, run_dir, resume=args.resume)
 
 

@@ -165,3 +165,41 @@ def test_cpu_preset_sets_the_recipe_and_explicit_options_win(tmp_path):
     assert "augment" in UNET_PRESETS["cpu"]  # not consumed by the first use
     plain = unet_task(build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path)]), tmp_path)
     assert plain.config.encoder == "plain" and plain.augment == "heavy"
+
+
+def test_bfloat16_training_learns_and_its_files_are_float32(tmp_path, small_sample_root):
+    """--precision bfloat16: layers compute in bfloat16 (softmax float32), the loss falls on a
+    fixed batch, and the run's files hold float32 weights that a float32 run resumes from."""
+    import h5py
+    import numpy as np
+
+    from tools.engine.tasks import UNetTask
+    from unet.config import UNetConfig
+    from unet.targets import make_targets
+
+    config = UNetConfig(base_filters=8, max_filters=16, depth=2, crop_size=32, batch_size=4, dropout=0.0,
+                        learning_rate=3e-3)
+    model = UNetTask(config, precision="bfloat16").build()
+    assert model.get_layer("enc0_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("enc0_conv1").variable_dtype == "float32" and model.output.dtype == "float32"
+    yy, xx = np.mgrid[:32, :32]
+    labels = np.zeros((4, 32, 32), np.int32)
+    for k in range(4):
+        labels[k][(yy - 8 - 4 * k) ** 2 + (xx - 12) ** 2 < 25] = 1
+        labels[k][(yy - 22) ** 2 + (xx - 20 - k) ** 2 < 30] = 2
+    x = np.repeat((labels > 0)[..., None].astype(np.float32), 3, -1) * 0.6 + 0.2
+    y = np.stack([make_targets(lab) for lab in labels])
+    losses = model.fit(x, y, batch_size=4, epochs=40, verbose=0).history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses[::8]
+
+    run = tmp_path / "bf16"
+    trained = run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score",
+                        "--precision", "bfloat16")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    with h5py.File(run / "last.weights.h5") as f:
+        dtypes = set()
+        f.visititems(lambda name, item: dtypes.add(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    assert "float32" in dtypes and not dtypes & {"bfloat16", "float16"}, dtypes
+    resumed = run_train(small_sample_root, "--out", str(run), "--resume", "--epochs", "2", "--no-val-score")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2

@@ -18,8 +18,11 @@ def test_tiny_run_writes_checkpoints_and_resumes(tmp_path, small_sample_root):
                  "log.csv", "model.weights.h5", "model.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "state.json").read_text())["epoch"] == 1
-    assert main(argv[:-1] + ["--resume", "--epochs", "2", "--no-val-score"]) == 0
+    # the second stage trains in bfloat16 from the float32 checkpoint (same weight files)
+    assert main(argv[:-1] + ["--resume", "--epochs", "2", "--no-val-score", "--precision", "bfloat16"]) == 0
     assert json.loads((out / "state.json").read_text())["epoch"] == 2
+    losses = [float(row.split(",")[1]) for row in (out / "log.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 2 and all(loss == loss and loss < 1e3 for loss in losses), losses
     assert main(argv) == 2  # the folder already holds a run and --resume is missing
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from mrcnn.config import Config
+from preprocessing.precision import check_precision, compute_policy
 from tools.engine.distribute import BatchScaling
 from unet.config import UNetConfig
 
@@ -59,13 +60,16 @@ class UNetTask(_Scaled):
         steps_per_epoch: training batches per epoch.
         augment: preprocessing.augment preset.
         balanced: sample images by the balanced image-type rule (else uniformly).
+        precision: 'float32', or 'bfloat16' compute with float32 weights (preprocessing.precision;
+            the softmax and the loss stay float32).
     """
 
     name = "unet"
 
     def __init__(self, config: UNetConfig, steps_per_epoch: int = 200, augment: str = "heavy",
-                 balanced: bool = True):
+                 balanced: bool = True, precision: str = "float32"):
         self.config = config
+        self.precision = check_precision(precision)
         self.steps_per_epoch = int(steps_per_epoch)
         self.augment = augment
         self.balanced = balanced
@@ -96,7 +100,8 @@ class UNetTask(_Scaled):
         from unet.losses import loss_for
         from unet.model import build_unet
 
-        model = build_unet(self.config)
+        with compute_policy(self.precision):
+            model = build_unet(self.config)
         optimizer = keras.optimizers.AdamW(self.learning_rate, weight_decay=self.config.weight_decay,
                                            clipnorm=5.0)
         model.compile(optimizer=optimizer, loss=loss_for(self.config))
@@ -125,13 +130,16 @@ class MrcnnTask(_Scaled):
         init_weights: HDF5 weights loaded by layer name before training (mismatches skipped).
         cascade_from: a single-stage model's weights file to start a cascade model from
             (mrcnn.model.warm_start_cascade).
+        precision: 'float32', or 'bfloat16' for the backbone, FPN and heads (float32 weights;
+            anchors, proposals, targets, RoIAlign and the losses stay float32: mrcnn.model).
     """
 
     name = "mrcnn"
 
     def __init__(self, config: Config, layers: str = "all", init_weights: str | None = None,
-                 cascade_from: str | None = None):
+                 cascade_from: str | None = None, precision: str = "float32"):
         self.config = config
+        self.precision = check_precision(precision)
         self.layers = layers
         self.init_weights = init_weights
         self.cascade_from = cascade_from
@@ -164,7 +172,7 @@ class MrcnnTask(_Scaled):
         """The compiled model (call inside the strategy's scope); ``fresh``: apply init_weights."""
         from mrcnn.model import MaskRCNN
 
-        model = MaskRCNN(self.config)
+        model = MaskRCNN(self.config, precision=self.precision)
         if self.init_weights and fresh:
             from mrcnn.weights import load_weights_by_name
 
