@@ -44,7 +44,8 @@ MRCNN_FIELDS = {
     "cascade": "CASCADE_STAGES", "mask_paste": "MASK_PASTE",
 }
 UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
-               "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights")
+               "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights",
+               "distance_head", "distance_weight")
 # --preset NAME: a training recipe for a kind of machine (config fields + augmentation); options
 # given on the command line override it. 'cpu': the ImageNet MobileNetV2 encoder, light augmentation,
 # for a time budget (--time-limit anneals the learning rate over it). Against StarDist trained for
@@ -125,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     unet.add_argument("--focal-gamma", type=float)
     unet.add_argument("--normalization", choices=("plain", "clahe"))
     unet.add_argument("--invert-light-background", action="store_true", default=None)
+    unet.add_argument("--distance-head", action="store_true", default=None,
+                      help="add the auxiliary distance-map output (unet.config); with --warm-start from a model "
+                           "without one, the head starts fresh and the rest loads")
+    unet.add_argument("--distance-weight", type=float, help="weight of the distance head's loss (default 1)")
     unet.add_argument("--encoder", choices=("plain", "mobilenetv2"))
     unet.add_argument("--encoder-weights", help="ImageNet encoder weights (.weights.h5)")
 

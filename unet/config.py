@@ -15,11 +15,18 @@ from preprocessing.settings import Settings
 # What the watershed grows seeds over, lowest first (unet.instances.growth_surface): 'body':
 # -P(body), the default; 'body_minus_border': P(border) - P(body), so the predicted border is a
 # ridge between touching nuclei; 'distance': minus the distance to the background, so basins
-# split at the necks of the foreground (its shape, not the network's maps).
-WATERSHED_SURFACES = ("body", "body_minus_border", "distance")
+# split at the necks of the foreground (its shape, not the network's maps); 'predicted_distance':
+# minus the network's distance map (distance_head), basins at the nuclei's predicted centres.
+WATERSHED_SURFACES = ("body", "body_minus_border", "distance", "predicted_distance")
+# Where watershed seeds come from: 'body': P(body) > seed_threshold; 'distance': the predicted
+# distance map > seed_threshold (distance_head), the cores of touching nuclei apart.
+SEED_SOURCES = ("body", "distance")
 
 # Output channels of the network, in order (softmax over the three).
 CLASSES = ("body", "border", "background")
+# With distance_head, one more output channel after the classes: each nucleus pixel's distance to
+# the nucleus' edge over the nucleus' largest such distance (0 on the background, 1 at its centre).
+DISTANCE = len(CLASSES)
 
 
 class UNetConfig(Settings):
@@ -46,6 +53,10 @@ class UNetConfig(Settings):
     bottleneck_dilations: tuple[int, ...] = (1, 2, 4)
     # Path of the ImageNet encoder weights (.weights.h5), for encoder='mobilenetv2'.
     encoder_weights: str | None = None
+    # An auxiliary output (channel DISTANCE, sigmoid): the normalised distance map of each nucleus
+    # (unet.targets.distance_target). It teaches the network where touching nuclei's centres lie;
+    # seed_source / watershed_surface can decode with it.
+    distance_head: bool = False
 
     # --- input ---------------------------------------------------------------
     # 'plain' (RGB / 255) or 'clahe' (CLAHE on L of LAB plus H of HSV: 2 channels).
@@ -64,11 +75,13 @@ class UNetConfig(Settings):
     dice_weight: float = 1.0
     # Focal-loss gamma (0 = plain cross-entropy): more attention to hard pixels.
     focal_gamma: float = 0.0
+    # Weight of the distance head's loss (binary cross-entropy against the soft distance target).
+    distance_weight: float = 1.0
 
     # --- instances (post-processing; tuned on the validation split) ----------
     # A pixel is foreground where P(body) + P(border) exceeds this.
     foreground_threshold: float = 0.5
-    # Seeds: connected components of P(body) above this.
+    # Seeds: connected components of the seed map (seed_source) above this.
     seed_threshold: float = 0.7
     # Seeds smaller than this many pixels are dropped.
     min_seed_size: int = 3
@@ -77,6 +90,8 @@ class UNetConfig(Settings):
     # What seeds grow over: 'body' (-P(body)), 'body_minus_border' or 'distance'
     # (WATERSHED_SURFACES above; measured per IoU threshold in bench/RESULTS.md).
     watershed_surface: str = "body"
+    # The seed map: 'body' or 'distance' (SEED_SOURCES above; 'distance' needs distance_head).
+    seed_source: str = "body"
 
     # --- training ------------------------------------------------------------
     crop_size: int = 256
@@ -111,6 +126,12 @@ class UNetConfig(Settings):
             fail(f"class_weights needs {len(CLASSES)} values")
         if self.watershed_surface not in WATERSHED_SURFACES:
             fail(f"watershed_surface must be one of {', '.join(WATERSHED_SURFACES)}, got {self.watershed_surface!r}")
+        if self.seed_source not in SEED_SOURCES:
+            fail(f"seed_source must be one of {', '.join(SEED_SOURCES)}, got {self.seed_source!r}")
+        if not self.distance_head and (self.seed_source == "distance" or self.watershed_surface == "predicted_distance"):
+            fail("seed_source='distance' and watershed_surface='predicted_distance' need distance_head=True")
+        if self.distance_weight < 0:
+            fail(f"distance_weight must be >= 0, got {self.distance_weight}")
         for name in ("foreground_threshold", "seed_threshold"):
             if not 0 < getattr(self, name) < 1:
                 fail(f"{name} must be in (0, 1)")
@@ -130,6 +151,11 @@ class UNetConfig(Settings):
     @property
     def input_channels(self) -> int:
         return 2 if self.normalization == "clahe" else 3
+
+    @property
+    def output_channels(self) -> int:
+        """Channels of the network's output: the classes, then the distance map if any."""
+        return len(CLASSES) + int(self.distance_head)
 
     def level_filters(self) -> list[int]:
         """Filters per encoder level, [depth + 1] including the bottleneck."""

@@ -11,7 +11,7 @@ import numpy as np
 from preprocessing.augment import Augmenter, random_crop
 from preprocessing.normalize import normalize
 from preprocessing.sampling import BalancedSampler
-from unet.targets import make_targets
+from unet.targets import training_target
 
 # Augmentation works on a window this much larger than the crop, so zoom-out and
 # rotation have real pixels to bring in.
@@ -24,7 +24,8 @@ def model_input(image, config):
 
 
 class UNetTrainData(keras.utils.PyDataset):
-    """Batches (x float32 [B, S, S, C], y uint8 [B, S, S] class ids) of random crops.
+    """Batches (x float32 [B, S, S, C], y uint8 [B, S, S] class ids, or with a distance head
+    float32 [B, S, S, 2]: unet.targets.training_target) of random crops.
 
     Args:
         samples: list of preprocessing.dataset.Sample with labels.
@@ -70,7 +71,7 @@ class UNetTrainData(keras.utils.PyDataset):
             image, labels = augmenter(image, labels)
             image, labels = random_crop(image, labels, size, rng)
             xs.append(model_input(image, self.config))
-            ys.append(make_targets(labels, self.config.border_width_factor, self.config.border_width_max))
+            ys.append(training_target(labels, self.config))
         return np.stack(xs).astype(np.float32), np.stack(ys)
 
 
@@ -82,5 +83,5 @@ def validation_batches(samples, config, crops_per_image=2, seed=1234):
         for _ in range(crops_per_image):
             image, labels = random_crop(sample.image, sample.labels, config.crop_size, rng)
             xs.append(model_input(image, config))
-            ys.append(make_targets(labels, config.border_width_factor, config.border_width_max))
+            ys.append(training_target(labels, config))
     return np.stack(xs).astype(np.float32), np.stack(ys)

@@ -1,6 +1,7 @@
 """From U-Net probability maps to nucleus instances: seeded watershed (pure numpy/scikit-image).
 
-seeds = connected components of P(body) > seed_threshold (small ones dropped);
+seeds = connected components of P(body) > seed_threshold (or of the predicted distance map,
+``seed_source='distance'``; small ones dropped);
 foreground = P(body) + P(border) > foreground_threshold;
 each foreground pixel joins a seed by watershed on -P(body) (or another growth surface,
 ``WATERSHED_SURFACES``), foreground
@@ -13,7 +14,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from preprocessing.labels import remove_small
-from unet.config import WATERSHED_SURFACES
+from unet.config import DISTANCE, SEED_SOURCES, WATERSHED_SURFACES
 from unet.targets import BACKGROUND, BODY, BORDER
 
 
@@ -55,9 +56,18 @@ def seed_unseeded_blobs(markers, foreground, first_id=None):
     return np.where(extra > 0, extra + (first_id - 1), markers), n_extra
 
 
+def _distance_map(probabilities, what):
+    if probabilities.shape[-1] <= DISTANCE:
+        raise ValueError(f"{what} needs the distance map of a U-Net with distance_head; these maps have "
+                         f"{probabilities.shape[-1]} channels")
+    return probabilities[..., DISTANCE]
+
+
 def growth_surface(probabilities, foreground, surface="body"):
     """The watershed landscape: float [H, W] (see WATERSHED_SURFACES) from probabilities
-    float [H, W, 3] (body, border, background) and foreground bool [H, W]."""
+    float [H, W, 3 or 4] (body, border, background[, distance]) and foreground bool [H, W]."""
+    if surface == "predicted_distance":
+        return -_distance_map(probabilities, "watershed_surface='predicted_distance'")
     if surface == "body":
         return -probabilities[..., BODY]
     if surface == "body_minus_border":
@@ -68,13 +78,18 @@ def growth_surface(probabilities, foreground, surface="body"):
 
 
 def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_threshold=0.7,
-                            min_seed_size=3, min_nucleus_size=8, surface="body"):
-    """probabilities: float [H, W, 3] softmax (body, border, background) -> labels int32 [H, W].
+                            min_seed_size=3, min_nucleus_size=8, surface="body", seed_source="body"):
+    """probabilities: float [H, W, 3] softmax (body, border, background), or [H, W, 4] with the
+    distance map after it -> labels int32 [H, W].
 
-    ``surface``: what the seeds grow over (WATERSHED_SURFACES)."""
-    body = probabilities[..., BODY]
+    ``surface``: what the seeds grow over (WATERSHED_SURFACES); ``seed_source``: the map whose
+    components above ``seed_threshold`` are the seeds (SEED_SOURCES)."""
+    if seed_source not in SEED_SOURCES:
+        raise ValueError(f"unknown seed source {seed_source!r}; choose from {', '.join(SEED_SOURCES)}")
+    seed_map = (probabilities[..., BODY] if seed_source == "body"
+                else _distance_map(probabilities, "seed_source='distance'"))
     foreground = (1.0 - probabilities[..., BACKGROUND]) > foreground_threshold
-    seeds, _ = ndimage.label(body > seed_threshold)
+    seeds, _ = ndimage.label(seed_map > seed_threshold)
     seeds, _ = remove_small(seeds, min_seed_size)
     seeds[~foreground] = 0
     seeds, _ = seed_unseeded_blobs(seeds, foreground)
@@ -86,4 +101,5 @@ def probabilities_to_labels(probabilities, foreground_threshold=0.5, seed_thresh
 def labels_from_config(probabilities, config):
     """Same as probabilities_to_labels with thresholds from a UNetConfig."""
     return probabilities_to_labels(probabilities, config.foreground_threshold, config.seed_threshold,
-                                   config.min_seed_size, config.min_nucleus_size, config.watershed_surface)
+                                   config.min_seed_size, config.min_nucleus_size, config.watershed_surface,
+                                   config.seed_source)

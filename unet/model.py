@@ -2,7 +2,8 @@
 
 Only ``keras.layers`` are used, so the model builds under any Keras backend.
 Input: float32 [batch, H, W, C] (H, W multiples of 2**depth; C from the config's
-normalisation). Output: float32 [batch, H, W, 3] softmax over (body, border, background).
+normalisation). Output: float32 [batch, H, W, 3] softmax over (body, border, background),
+then with ``distance_head`` a fourth channel: the sigmoid distance map (unet.config.DISTANCE).
 """
 
 import keras
@@ -90,4 +91,8 @@ def build_unet(config=None):
         x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
         x = conv_block(x, filters[level], config, f"dec{level}")
     outputs = layers.Conv2D(len(CLASSES), 1, activation="softmax", dtype="float32", name="classes")(x)
+    if config.distance_head:
+        # one tensor out, not two: tiling, TTA and the exported graph treat it as more channels
+        distance = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="distance")(x)
+        outputs = layers.Concatenate(dtype="float32", name="maps")([outputs, distance])
     return keras.Model(inputs, outputs, name="unet")

@@ -161,7 +161,8 @@ class UNetPredictor:
         return model_input(image, self.config)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """batch: float32 [B, h, w, C] (h, w multiples of 2**depth) -> float32 [B, h, w, 3] softmax.
+        """batch: float32 [B, h, w, C] (h, w multiples of 2**depth) -> float32 [B, h, w, 3] softmax
+        (4 channels with a distance head: unet.config.DISTANCE).
 
         Under TensorFlow (and ``compiled``) a graph traced for this exact shape (a graph
         relaxed to unknown sizes breaks bilinear up-sampling in Keras 3); otherwise eagerly
@@ -205,7 +206,7 @@ class UNetPredictor:
 
     def decode(self, probabilities: np.ndarray, thresholds: dict[str, Any] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [H, W, 3] (body, border, background) -> (labels int32 [H, W], scores float32 [N]).
+        """float32 [H, W, 3] (body, border, background[, distance]) -> (labels int32 [H, W], scores float32 [N]).
 
         ``thresholds`` override the config's watershed fields; scores are each nucleus'
         mean P(foreground).

@@ -9,10 +9,14 @@ Three classes, as the DSB 2018 winners used them:
 
 Seeds for the watershed come from the body class, so touching nuclei get separate
 seeds even when their union is one blob.
+
+With a distance head (UNetConfig.distance_head) the target adds, per pixel, the distance to its
+nucleus' edge over that nucleus' largest (:func:`distance_target`).
 """
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from unet.config import CLASSES
 
@@ -85,3 +89,31 @@ def make_targets(labels, border_width_factor=0.08, border_width_max=3):
     classes[border] = BORDER
     classes[contact_pixels(labels)] = BORDER
     return classes
+
+
+def distance_target(labels):
+    """labels: int [H, W] -> float32 [H, W] in [0, 1]: each nucleus pixel's distance to the nearest
+    pixel outside its nucleus (background or another nucleus), over the largest in that nucleus;
+    0 on the background. Every nucleus peaks at 1 whatever its size, so one threshold finds the
+    cores of small and large nuclei alike."""
+    labels = np.asarray(labels, np.int32)
+    distance = np.zeros(labels.shape, np.float32)
+    if labels.max() == 0:
+        return distance
+    # pixels whose 4-neighbourhood holds another label are at distance 1 (the edge); the rest
+    # add their Euclidean distance to the nearest edge pixel
+    inner = (labels > 0) & ~edge_band(labels, 1)
+    distance = cv2.distanceTransform(inner.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    distance = np.where(labels > 0, distance + 1.0, 0.0).astype(np.float32)
+    peaks = ndimage.maximum(distance, labels, np.arange(int(labels.max()) + 1)).astype(np.float32)
+    peaks[0] = 1.0
+    return (distance / np.maximum(peaks[labels], 1.0)).astype(np.float32)
+
+
+def training_target(labels, config):
+    """What the loss compares the network's output with, for one crop (labels int [H, W]):
+    classes uint8 [H, W], or with ``config.distance_head`` float32 [H, W, 2] (class id, distance)."""
+    classes = make_targets(labels, config.border_width_factor, config.border_width_max)
+    if not config.distance_head:
+        return classes
+    return np.stack([classes.astype(np.float32), distance_target(labels)], axis=-1)

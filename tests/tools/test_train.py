@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT
@@ -104,6 +105,16 @@ def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):
     assert about["rule"] == "preprocessing.domains.domain_holdout_split"
     assert split["val"] and split["train"] and set(about["domains"]) == set(split["val"])
     assert set(about["domains"].values()) <= set(about["holdout"])
+
+    distance = run_train(small_sample_root, "--out", str(tmp_path / "d"), "--epochs", "1", "--no-val-score",
+                         "--distance-head", "--warm-start", str(first / "model.weights.h5"),
+                         "--config", str(first / "model.json"))
+    assert distance.returncode == 0, distance.stderr[-2000:]
+    assert "has no distance head; the head starts fresh" in distance.stdout
+    from unet.predictor import UNetPredictor
+
+    maps = UNetPredictor.from_path(tmp_path / "d" / "model.weights.h5").predict_batch(np.zeros((1, 32, 32, 3), np.float32))
+    assert maps.shape == (1, 32, 32, 4)
 
     missing = run_train(small_sample_root, "--out", str(tmp_path / "m"), "--epochs", "1",
                         "--warm-start", str(tmp_path / "nope.weights.h5"))

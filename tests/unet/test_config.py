@@ -14,7 +14,8 @@ def test_defaults_validate_and_derive():
 
 @pytest.mark.parametrize("field,value", [("depth", 0), ("encoder", "vgg"), ("crop_size", 250),
                                          ("seed_threshold", 1.5), ("normalization", "zscore"),
-                                         ("class_weights", (1, 2))])
+                                         ("class_weights", (1, 2)), ("seed_source", "peaks"),
+                                         ("distance_weight", -1.0)])
 def test_bad_values_raise_clear_errors(field, value):
     with pytest.raises(NucleiError, match=field.split("_")[0]):
         UNetConfig(**{field: value})
@@ -32,3 +33,11 @@ def test_unknown_field_names_the_file(tmp_path):
     path.write_text('{"model": "unet", "config": {"filterz": 3}}')
     with pytest.raises(NucleiError, match="bad.json.*filterz"):
         UNetConfig.load(path)
+
+
+def test_distance_decoding_needs_the_distance_head():
+    for field, value in (("seed_source", "distance"), ("watershed_surface", "predicted_distance")):
+        with pytest.raises(NucleiError, match="distance_head"):
+            UNetConfig(**{field: value})
+        assert UNetConfig(distance_head=True, **{field: value}).output_channels == 4
+    assert UNetConfig().output_channels == 3

@@ -3,7 +3,7 @@ import numpy as np
 from tools.kaggle.metric import image_score
 from preprocessing.labels import remove_small
 from unet.instances import fill_holes_per_label, probabilities_to_labels, seed_unseeded_blobs
-from unet.targets import make_targets
+from unet.targets import distance_target, make_targets
 
 
 def one_hot(classes):
@@ -104,3 +104,36 @@ def test_unknown_surface_is_refused():
 
     with pytest.raises(NucleiError, match="watershed_surface"):
         UNetConfig(watershed_surface="gradient").validate()
+
+
+def touching_disks():
+    yy, xx = np.mgrid[:40, :56]
+    labels = np.zeros((40, 56), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 17) ** 2 <= 121] = 1
+    labels[((yy - 20) ** 2 + (xx - 37) ** 2 <= 121) & (labels == 0)] = 2
+    return labels
+
+
+def test_distance_seeds_split_touching_nuclei_the_body_merges():
+    labels = touching_disks()
+    # maps of a network that saw one blob: body everywhere inside, no border between the two
+    probs = np.zeros(labels.shape + (4,), np.float32)
+    probs[..., 2] = 1.0
+    probs[labels > 0, :3] = [0.9, 0.05, 0.05]
+    probs[..., 3] = distance_target(labels)
+    assert probabilities_to_labels(probs[..., :3]).max() == 1
+    for surface in ("body", "predicted_distance"):
+        split = probabilities_to_labels(probs, seed_threshold=0.5, seed_source="distance", surface=surface)
+        assert split.max() == 2 and image_score(labels, split)["score"] > 0.8, surface
+
+
+def test_distance_decoding_without_the_channel_is_a_clear_error():
+    import pytest
+
+    probs = one_hot(make_targets(touching_disks()))
+    with pytest.raises(ValueError, match="distance_head"):
+        probabilities_to_labels(probs, seed_source="distance")
+    with pytest.raises(ValueError, match="distance_head"):
+        probabilities_to_labels(probs, surface="predicted_distance")
+    with pytest.raises(ValueError, match="seed source"):
+        probabilities_to_labels(probs, seed_source="peaks")

@@ -45,3 +45,56 @@ def test_mobilenetv2_encoder_loads_imagenet_weights_and_predicts(tmp_path):
     fresh = build_unet(UNetConfig(**{**config.to_dict(), "encoder_weights": None}))
     np.testing.assert_array_equal(first_kernel(model), first_kernel(again))  # the file's values, both times
     assert not np.allclose(first_kernel(model), first_kernel(fresh))
+
+
+def test_distance_head_adds_a_sigmoid_channel_and_its_loss():
+    model = build_unet(UNetConfig(distance_head=True, **TINY))
+    out = np.asarray(model.predict_on_batch(np.random.rand(2, 32, 48, 3).astype(np.float32)))
+    assert out.shape == (2, 32, 48, 4)
+    np.testing.assert_allclose(out[..., :3].sum(-1), 1.0, atol=1e-5)
+    assert (out[..., 3] > 0).all() and (out[..., 3] < 1).all()
+
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 3, (2, 8, 8))
+    distance = rng.random((2, 8, 8)).astype(np.float32)
+    y_true = np.stack([classes.astype(np.float32), distance], -1)
+    probs = np.eye(3, dtype=np.float32)[classes] * 0.98 + 0.01
+    right = np.concatenate([probs, distance[..., None]], -1)
+    wrong = np.concatenate([probs, 1.0 - distance[..., None]], -1)
+    loss = UNetLoss(distance_weight=1.0)
+    assert float(loss(y_true, right)) < float(loss(y_true, wrong))
+    # without the distance weight only the class part counts: the same as the 3-channel loss
+    np.testing.assert_allclose(float(UNetLoss(distance_weight=0.0)(y_true, wrong)),
+                               float(UNetLoss()(classes, probs)), rtol=1e-5)
+
+
+def test_distance_head_learns_the_distance_map():
+    import keras
+
+    from unet.losses import loss_for
+    from unet.targets import training_target
+
+    config = UNetConfig(distance_head=True, base_filters=8, max_filters=16, depth=2, dropout=0.0,
+                        bottleneck_dilations=(1,), crop_size=32)
+    yy, xx = np.mgrid[:32, :48]
+    labels = np.zeros((4, 32, 48), np.int32)
+    for k in range(4):
+        labels[k][(yy - 16) ** 2 + (xx - 14 - k) ** 2 <= 64 + 8 * k] = 1
+        labels[k][((yy - 15 + k) ** 2 + (xx - 30) ** 2 <= 81) & (labels[k] == 0)] = 2
+    x = np.repeat((labels > 0)[..., None].astype(np.float32), 3, -1) * 0.5 + 0.25
+    y = np.stack([training_target(lab, config) for lab in labels])
+    keras.utils.set_random_seed(0)
+    model = build_unet(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss_for(config))
+
+    def error_and_correlation():
+        predicted = np.asarray(model.predict_on_batch(x))[..., 3]
+        inside = labels > 0
+        return (float(np.mean((predicted - y[..., 1]) ** 2)),
+                np.corrcoef(predicted[inside], y[..., 1][inside])[0, 1])
+
+    error_before, _ = error_and_correlation()
+    model.fit(x, y, batch_size=4, epochs=80, verbose=0)
+    error, correlation = error_and_correlation()
+    # flat discs: the head must infer the distance from the shape alone
+    assert error < 0.4 * error_before and correlation > 0.6, (error_before, error, correlation)

@@ -84,3 +84,29 @@ def test_opencv_morphology_equals_scipys_grey_morphology(sample_dataset):
         np.testing.assert_array_equal(contact_pixels(labels), contact_reference(labels))
     with pytest.raises(ValueError, match="label ids"):
         edge_band(np.full((4, 4), 2 ** 24, np.int32), 1)
+
+
+def test_distance_target_peaks_at_one_in_every_nucleus_and_dips_between_touching_ones():
+    from scipy import ndimage
+
+    from unet.config import UNetConfig
+    from unet.targets import distance_target, training_target
+
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:25, 5:18] = 1
+    labels[5:25, 18:31] = 2  # touches 1
+    labels[30:33, 40:43] = 3  # small
+    labels[10:30, 40:58] = 4
+    distance = distance_target(labels)
+    assert distance.dtype == np.float32 and distance.min() == 0.0 and distance.max() == 1.0
+    assert (distance[labels == 0] == 0).all() and (distance[labels > 0] > 0).all()
+    np.testing.assert_allclose(ndimage.maximum(distance, labels, [1, 2, 3, 4]), 1.0)
+    # the shared edge of the touching pair is as low as each nucleus' outer edge
+    assert distance[15, 17] == distance[15, 18] == distance[15, 5]
+    assert distance[15, 17] < 0.2
+    both = training_target(labels, UNetConfig(distance_head=True))
+    assert both.shape == (40, 60, 2) and both.dtype == np.float32
+    np.testing.assert_array_equal(both[..., 0], make_targets(labels))
+    np.testing.assert_array_equal(both[..., 1], distance)
+    assert training_target(labels, UNetConfig()).dtype == np.uint8
+    assert not distance_target(np.zeros((5, 5), np.int32)).any()

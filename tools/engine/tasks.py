@@ -107,6 +107,25 @@ class UNetTask(_Scaled):
         model.compile(optimizer=optimizer, loss=loss_for(self.config))
         return model
 
+    def warm_start_without_heads(self, model: keras.Model, path: Path) -> bool:
+        """With a distance head, load ``path``, weights of the same U-Net without one, into every
+        other layer of ``model`` (the head keeps its initial weights). False when that does not
+        apply or the file does not fit that U-Net either."""
+        from unet.model import build_unet
+
+        if not self.config.distance_head:
+            return False
+        with compute_policy(self.precision):
+            plain = build_unet(self.config.replace(distance_head=False, encoder_weights=None))
+        try:
+            plain.load_weights(str(path))
+        except Exception:  # h5py / Keras raise many kinds; the caller reports the first failure
+            return False
+        for layer in plain.layers:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+        print(f"warm start: {path.name} has no distance head; the head starts fresh")
+        return True
+
     def export(self, checkpoint: Path, stem: Path) -> Path:
         """Write STEM.weights.h5 (weights only, no optimizer state) + STEM.json from a checkpoint."""
         from preprocessing.files import save_weights_atomic

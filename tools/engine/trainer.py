@@ -213,7 +213,13 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
     with strategy.scope():
         model = task.build(**({"fresh": last_weights is None} if task.name == "mrcnn" else {}))
         if last_weights is None and options.warm_start:
-            _load_checkpoint(model, Path(options.warm_start), "--warm-start weights")
+            try:
+                _load_checkpoint(model, Path(options.warm_start), "--warm-start weights")
+            except NucleiError:
+                # a model with an extra head may start from one without it (UNetTask)
+                if not (hasattr(task, "warm_start_without_heads") and task.warm_start_without_heads(
+                        model, Path(options.warm_start))):
+                    raise
             print(f"warm start from {options.warm_start}")
         if last_weights is not None:
             _load_checkpoint(model, last_weights)

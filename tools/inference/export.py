@@ -12,7 +12,8 @@ The ``serve`` function is the network only; normalisation, padding, tiling, TTA,
 post-processing stay on the caller's side (``export.json`` says which normalisation and multiple):
 
 * U-Net: ``serve(float32 [B, H, W, C] normalised, H and W multiples of 2**depth)`` -> float32
-  [B, H, W, 3] softmax (body, border, background). Keras 3's bilinear ``UpSampling2D`` cannot be
+  [B, H, W, 3] softmax (body, border, background; a fourth channel, the distance map, with
+  ``distance_head``). Keras 3's bilinear ``UpSampling2D`` cannot be
   traced for unknown H and W, so the exported copy runs the same resize through
   :class:`DynamicBilinearUpSampling2D` (``tf.image.resize``, Keras's own kernel): same numbers.
 * Mask R-CNN: ``serve(float32 [B, H, W, 3] normalised, H and W multiples of 64)`` -> the
@@ -90,7 +91,8 @@ def _signature_doc(kind: str, config: Any, channels: int) -> dict[str, Any]:
                                      f"{config.invert_light_background}) (unet.data.model_input), "
                                      f"reflect-padded to multiples of {config.multiple} "
                                      f"(tools.inference.tiling.pad_to_multiple)"},
-                "outputs": {"output_0": "float32 [batch, H, W, 3] softmax: body, border, background"},
+                "outputs": {"output_0": "float32 [batch, H, W, 3] softmax: body, border, background"
+                            + (", then [..., 3] the distance map (sigmoid)" if config.distance_head else "")},
                 "python_equivalent": "unet.predictor.UNetPredictor.predict_batch"}
     return {"inputs": {"images": f"float32 [batch, H, W, {channels}] normalised by "
                                  f"preprocessing.normalize('{config.NORMALIZE}', invert_light_background="

@@ -27,12 +27,12 @@ from tools.inference.postprocess import PostprocessConfig
 
 # U-Net watershed fields (unet.config.UNetConfig) that inference parameters may override.
 THRESHOLD_FIELDS = ("foreground_threshold", "seed_threshold", "min_seed_size", "min_nucleus_size",
-                    "watershed_surface")
+                    "watershed_surface", "seed_source")
 # Mask R-CNN overrides in the same ``thresholds`` object: the probability at which a pasted mask
 # pixel belongs to its nucleus (Config.MASK_THRESHOLD; used when the Mask R-CNN runs alone).
 MRCNN_THRESHOLD_FIELDS = ("mask_threshold",)
 # the overrides that are names, not numbers
-TEXT_THRESHOLDS = ("watershed_surface",)
+TEXT_THRESHOLDS = ("watershed_surface", "seed_source")
 MAX_TTA = 15  # transforms in tools.inference.tta
 # --max-memory: below this no model fits at all; above it nothing a machine holds.
 MIN_MEMORY_MB, MAX_MEMORY_MB = 256, 16 * 1024 * 1024
