@@ -156,13 +156,16 @@ SMALL_ENSEMBLE = ("foreground_threshold", "mrcnn_min_score")
 SMALL_POSTPROCESS = ("min_size", "min_score", "closing")
 
 
-def search_space(kind: str, space: str = "full") -> tuple[dict[str, list], dict[str, list]]:
+def search_space(kind: str, space: str = "full", distance_head: bool = False
+                 ) -> tuple[dict[str, list], dict[str, list]]:
     """(decode candidates, post-processing candidates) for a pipeline kind.
 
     Args:
         kind: 'unet' (watershed thresholds), 'ensemble' (ensemble thresholds) or 'mrcnn'
             (no decode step).
         space: 'full' (every parameter) or 'small' (few free parameters).
+        distance_head: a U-Net with the distance map: its seeds may come from it (both spaces:
+            one choice, which sets what seed_threshold means).
     """
     if space not in SEARCH_SPACES:
         raise NucleiError(f"search space must be one of {', '.join(SEARCH_SPACES)}, got {space!r}")
@@ -172,6 +175,8 @@ def search_space(kind: str, space: str = "full") -> tuple[dict[str, list], dict[
         keep = {"unet": SMALL_THRESHOLDS, "ensemble": SMALL_ENSEMBLE, "mrcnn": ()}[kind]
         decode = {name: values for name, values in decode.items() if name in keep}
         post = {name: values for name, values in post.items() if name in SMALL_POSTPROCESS}
+    if kind == "unet" and distance_head:
+        decode = {"seed_source": ["body", "distance"], **decode}
     return dict(decode), dict(post)
 
 
@@ -320,6 +325,8 @@ def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, d
     if dense is not None and instance is None:
         kind = "unet"
         decode_start = {name: getattr(dense.config, name) for name in THRESHOLD_CANDIDATES}
+        if dense.config.distance_head:
+            decode_start["seed_source"] = dense.config.seed_source
 
         def decode(sample, params):
             return dense.decode(cached[sample.image_id][0], params)
@@ -339,7 +346,7 @@ def tune(pipeline: Any, samples: list, rounds: int = 2, progress: bool = True, d
             return cached[sample.image_id][1]
 
     start = (decode_start, PostprocessConfig().to_dict())
-    candidates = search_space(kind, space)
+    candidates = search_space(kind, space, distance_head=kind == "unet" and dense.config.distance_head)
     scores = _SettingScores(samples, decode)
     ids = [s.image_id for s in samples]
     log: list = []

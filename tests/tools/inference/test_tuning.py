@@ -135,3 +135,12 @@ def test_small_search_space_has_fewer_free_parameters():
         small, full = search_space(kind, "small"), search_space(kind, "full")
         assert sum(map(len, small)) < sum(map(len, full))
         assert set(small[0]) <= set(full[0]) and set(small[1]) <= set(full[1])
+
+
+def test_a_distance_head_adds_the_seed_source_to_the_unet_space_only():
+    from tools.inference.tuning import search_space
+
+    for space in ("small", "full"):
+        assert "seed_source" not in search_space("unet", space)[0]
+        assert search_space("unet", space, distance_head=True)[0]["seed_source"] == ["body", "distance"]
+        assert "seed_source" not in search_space("ensemble", space, distance_head=True)[0]
