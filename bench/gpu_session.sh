@@ -22,6 +22,9 @@
 # Then: run(command="OUT=$OUT bash bench/gpu_session.sh 420", carry=[".whl", ".gpu"], timeout_s=600)
 # What travels must stay under 64 MiB: tracked files 36.7 MB + the pack 20.3 MB + wheels 6.9 MB
 # = 60.9 MiB (2026-12-01); a larger shipped file needs a smaller pack.
+# UNET_EXTRA / MRCNN_EXTRA: more tools.train options for one model, e.g. UNET_EXTRA="--precision
+# bfloat16" (1.3x / 1.6x faster training steps on this CPU, not yet measured on a GPU) or
+# UNET_EXTRA="--distance-head" (issue 14; a new head: ship it only if it wins, bench/RESULTS.md).
 # Back here: weights in $OUT/{unet,mrcnn}.weights.h5 (float16 values, + .json, logs; the split is
 # weights/split.json less the ids the fixes drop); score and ship them with
 #   python -m tools.evaluate / bench/protocols.py, python -m tools.tune (cross-domain check),
@@ -65,7 +68,9 @@ train() {  # $1 model, $2 backend, $3 budget seconds
     options=(--config weights/mrcnn.json --warm-start weights/mrcnn.weights.h5 --learning-rate "$MRCNN_LR"
              --images-per-gpu 8 --steps-per-epoch 100 --validation-steps 4)
   fi
-  echo "$1 under $2 for $3 s" >> "$OUT/$1.log"
+  if [ "$1" = unet ]; then read -ra extra <<< "${UNET_EXTRA:-}"; else read -ra extra <<< "${MRCNN_EXTRA:-}"; fi
+  options+=("${extra[@]}")
+  echo "$1 under $2 for $3 s ${extra[*]}" >> "$OUT/$1.log"
   # -k: a JAX process with forked data workers can hang on exit after saving (seen on CPU): kill it
   KERAS_BACKEND=$2 timeout -k 20 $(($3 + 90)) python3 -m tools.train "$1" --out "runs/gpu_$1" "${COMMON[@]}" \
     --time-limit "$3" "${options[@]}" >> "$OUT/$1.log" 2>&1
