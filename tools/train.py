@@ -45,7 +45,7 @@ MRCNN_FIELDS = {
 }
 UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
                "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights",
-               "distance_head", "distance_weight")
+               "distance_head", "distance_weight", "border_width_factor", "border_width_max")
 # --preset NAME: a training recipe for a kind of machine (config fields + augmentation); options
 # given on the command line override it. 'cpu': the ImageNet MobileNetV2 encoder, light augmentation,
 # for a time budget (--time-limit anneals the learning rate over it). Against StarDist trained for
@@ -94,10 +94,11 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--split", metavar="SPLIT.json",
                         help="train and validate on the ids of this split file (another run's split.json, or "
                              "weights/split.json: the shipped models'); ids absent from --data are skipped")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="arithmetic of the network's layers: float32, or bfloat16 compute with float32 weights "
-                             "(Keras' mixed_bfloat16; the files are the same, so a bfloat16 run resumes, exports and "
-                             "predicts as float32). For GPUs with bfloat16 units and CPUs with AVX512-BF16 / AMX")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="arithmetic of the network's layers: float32 (default; the cpu preset: bfloat16 where "
+                             "the CPU has it), or bfloat16 compute with float32 weights (Keras' mixed_bfloat16; the "
+                             "files are the same, so a bfloat16 run resumes, exports and predicts as float32). For "
+                             "GPUs with bfloat16 units and CPUs with AVX512-BF16 / AMX")
     parser.add_argument("--warm-start", metavar="WEIGHTS",
                         help="start from these weights (same architecture: pass its config with --config), "
                              "e.g. weights/unet.weights.h5 with --config weights/unet.json")
@@ -119,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "options given here override it")
     unet.add_argument("--augment", help="preprocessing.augment preset (none, light, heavy, ...; default heavy)")
     unet.add_argument("--no-balanced", action="store_true", help="sample images uniformly")
-    for field in ("base_filters", "max_filters", "depth", "crop_size", "batch_size"):
+    for field in ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "border_width_max"):
         unet.add_argument("--" + field.replace("_", "-"), type=int)
     unet.add_argument("--learning-rate", type=float)
     unet.add_argument("--dropout", type=float)
     unet.add_argument("--focal-gamma", type=float)
+    unet.add_argument("--border-width-factor", type=float,
+                      help="border band width = clip(round(sqrt(area) * this), 1, --border-width-max) (unet.config)")
     unet.add_argument("--normalization", choices=("plain", "clahe"))
     unet.add_argument("--invert-light-background", action="store_true", default=None)
     unet.add_argument("--distance-head", action="store_true", default=None,
@@ -182,6 +185,16 @@ def resumed_config(saved: Any, changes: dict[str, Any], run_dir: Path) -> Any:
     return saved.replace(**changed) if changed else saved
 
 
+def _preset_precision(precision: str) -> str:
+    """A preset's precision on this machine: its bfloat16 only where the CPU computes it natively
+    (elsewhere emulated and slower than float32)."""
+    if precision != "bfloat16":
+        return precision
+    from preprocessing.precision import cpu_has_bfloat16
+
+    return "bfloat16" if cpu_has_bfloat16() else "float32"
+
+
 def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     from tools.engine.tasks import UNetTask
     from unet.config import UNetConfig
@@ -189,6 +202,7 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     preset = dict(UNET_PRESETS[args.preset]) if getattr(args, "preset", None) else {}
     augment = args.augment or preset.pop("augment", "heavy")
     preset.pop("augment", None)  # given on the command line: the preset's is not a config field either
+    precision = args.precision or _preset_precision(preset.pop("precision", "float32"))
     overrides = {**preset, **{name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}}
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)
@@ -197,7 +211,7 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
         config = base.replace(**overrides)
     if args.steps_per_epoch < 1:
         raise NucleiError(f"--steps-per-epoch must be >= 1, got {args.steps_per_epoch}")
-    return UNetTask(config, args.steps_per_epoch, augment, balanced=not args.no_balanced, precision=args.precision)
+    return UNetTask(config, args.steps_per_epoch, augment, balanced=not args.no_balanced, precision=precision)
 
 
 def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
@@ -216,7 +230,8 @@ def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
         # GPU_COUNT is set at run time to the replicas the run has (tools.engine.tasks.MrcnnTask)
         config = base.replace(**overrides)
     return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None,
-                     cascade_from=args.cascade_from if not args.resume else None, precision=args.precision)
+                     cascade_from=args.cascade_from if not args.resume else None,
+                     precision=args.precision or "float32")
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -244,7 +259,7 @@ def run_training(args: argparse.Namespace) -> int:
     check_run_folder(run_dir, args.resume, quiet=True, create=chief)
     if args.model == "mrcnn" and chief:
         print(task.config.display())
-    if args.precision == "bfloat16" and chief:
+    if task.precision == "bfloat16" and chief:
         from preprocessing.precision import cpu_has_bfloat16
 
         emulated = "" if cpu_has_bfloat16() else " (a CPU without AVX512-BF16 / AMX emulates it, slowly)"

@@ -167,8 +167,9 @@ def test_cpu_preset_sets_the_recipe_and_explicit_options_win(tmp_path):
     from tools.train import UNET_PRESETS, build_parser, unet_task
 
     args = build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path), "--preset", "cpu",
-                                      "--crop-size", "192"])
+                                      "--crop-size", "192", "--border-width-factor", "0.12", "--border-width-max", "4"])
     task = unet_task(args, tmp_path)
+    assert (task.config.border_width_factor, task.config.border_width_max) == (0.12, 4)
     assert task.config.encoder == "mobilenetv2" and task.config.depth == 5 and task.config.batch_size == 8
     assert task.config.crop_size == 192  # given on the command line: overrides the preset's 256
     assert task.augment == "light"
