@@ -20,12 +20,10 @@ time: run nothing else meanwhile.
 """
 
 import argparse
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from per_iou import ROOT, add_data_options, load_sets, report, score_settings
+from per_iou import ROOT, add_data_options, load_sets, report, score_settings, train_variants
 
 VARIANTS = {
     "single": ["--warm-start", "weights/mrcnn.weights.h5"],
@@ -47,27 +45,15 @@ def main() -> int:
 
     from tools.inference.models import build_pipeline
 
-    work = Path(args.work)
     params = ROOT / "weights" / "mrcnn.params.json"
-    runs = {}
-    for name in args.variants.split(","):
-        run_dir = work / name
-        runs[name] = run_dir / "model.weights.h5"
-        if args.score_only:
-            continue
-        shutil.rmtree(run_dir, ignore_errors=True)
-        command = [sys.executable, "-m", "tools.train", "mrcnn", "--data", args.data, "--exclude", args.sample,
-                   "--split", str(ROOT / "weights" / "split.json"), "--out", str(run_dir), "--config",
-                   str(ROOT / "weights" / "mrcnn.json"), "--layers", "heads", "--augment", args.augment,
-                   "--learning-rate", str(args.learning_rate), "--time-limit", str(int(args.minutes * 60)),
-                   "--epochs", "10000", "--no-val-score", "--export", "last", *VARIANTS[name]]
-        if args.seed is not None:
-            command += ["--seed", str(args.seed)]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        (work / f"{name}.log").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-        print(f"{name}: " + (done.stdout.strip().splitlines() or [""])[-2], flush=True)
+    command = [sys.executable, "-m", "tools.train", "mrcnn", "--data", args.data, "--exclude", args.sample,
+               "--split", str(ROOT / "weights" / "split.json"), "--config", str(ROOT / "weights" / "mrcnn.json"),
+               "--layers", "heads", "--augment", args.augment, "--learning-rate", str(args.learning_rate),
+               "--time-limit", str(int(args.minutes * 60)), "--epochs", "10000", "--no-val-score", "--export", "last"]
+    if args.seed is not None:
+        command += ["--seed", str(args.seed)]
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    runs = train_variants(Path(args.work), variants, command, args.score_only)
 
     val, domains, sample = load_sets(args)
     settings = {}

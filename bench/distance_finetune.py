@@ -21,12 +21,10 @@ nothing else meanwhile.
 """
 
 import argparse
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from per_iou import ROOT, add_data_options, load_sets, report, score_settings
+from per_iou import ROOT, add_data_options, load_sets, report, score_settings, train_variants
 
 VARIANTS = {
     "control": [],
@@ -52,27 +50,15 @@ def main() -> int:
     from tools.inference.models import build_pipeline
     from tools.inference.postprocess import postprocess
 
-    work = Path(args.work)
     params = ROOT / "weights" / "unet.params.json"
-    runs = {}
-    for name in args.variants.split(","):
-        run_dir = work / name
-        runs[name] = run_dir / "model.weights.h5"
-        if args.score_only:
-            continue
-        shutil.rmtree(run_dir, ignore_errors=True)
-        command = [sys.executable, "-m", "tools.train", "unet", "--data", args.data, "--exclude", args.sample,
-                   "--split", str(ROOT / "weights" / "split.json"), "--out", str(run_dir), "--config",
-                   str(ROOT / "weights" / "unet.json"), "--warm-start", str(ROOT / "weights" / "unet.weights.h5"),
-                   "--augment", args.augment, "--learning-rate", str(args.learning_rate),
-                   "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                   "--time-limit", str(int(args.minutes * 60)), "--epochs", "10000", "--steps-per-epoch", "50",
-                   "--no-val-score", "--export", "last", *VARIANTS[name]]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        (work / f"{name}.log").write_text(done.stdout + done.stderr)
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-        print(f"{name}: " + (done.stdout.strip().splitlines() or [""])[-2], flush=True)
+    command = [sys.executable, "-m", "tools.train", "unet", "--data", args.data, "--exclude", args.sample,
+               "--split", str(ROOT / "weights" / "split.json"), "--config", str(ROOT / "weights" / "unet.json"),
+               "--warm-start", str(ROOT / "weights" / "unet.weights.h5"), "--augment", args.augment,
+               "--learning-rate", str(args.learning_rate), "--batch-size", str(args.batch_size),
+               "--seed", str(args.seed), "--time-limit", str(int(args.minutes * 60)), "--epochs", "10000",
+               "--steps-per-epoch", "50", "--no-val-score", "--export", "last"]
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    runs = train_variants(Path(args.work), variants, command, args.score_only)
 
     val, domains, sample = load_sets(args)
     settings = {}

@@ -26,6 +26,29 @@ def add_data_options(parser: argparse.ArgumentParser, out_name: str) -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / out_name))
 
 
+def train_variants(work: Path, variants: dict[str, list[str]], command: list[str], score_only: bool = False
+                   ) -> dict[str, Path]:
+    """Run ``command + variants[name]`` (a tools.train command line without --out) for each variant
+    into WORK/NAME, one after the other, logs in WORK/NAME.log; {name: WORK/NAME/model.weights.h5}.
+    ``score_only``: train nothing, return the runs WORK already holds."""
+    import shutil
+    import subprocess
+
+    runs = {}
+    for name, options in variants.items():
+        run_dir = work / name
+        runs[name] = run_dir / "model.weights.h5"
+        if score_only:
+            continue
+        shutil.rmtree(run_dir, ignore_errors=True)
+        done = subprocess.run([*command, "--out", str(run_dir), *options], cwd=ROOT, capture_output=True, text=True)
+        (work / f"{name}.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+        print(f"{name}: " + (done.stdout.strip().splitlines() or [""])[-2], flush=True)
+    return runs
+
+
 def load_sets(args: argparse.Namespace) -> tuple[list, dict, list]:
     """(validation samples, {id: domain}, sample samples)."""
     from preprocessing.dataset import load_training_samples
