@@ -46,14 +46,17 @@ MRCNN_FIELDS = {
 UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size", "learning_rate", "dropout",
                "focal_gamma", "normalization", "invert_light_background", "encoder", "encoder_weights",
                "distance_head", "distance_weight", "border_width_factor", "border_width_max")
-# --preset NAME: a training recipe for a kind of machine (config fields + augmentation); options
-# given on the command line override it. 'cpu': the ImageNet MobileNetV2 encoder, light augmentation,
-# for a time budget (--time-limit anneals the learning rate over it). Against StarDist trained for
-# the same 10 minutes on the same 2-core CPU and split it scored 0.424 vs 0.349 on validation and
-# 0.370 vs 0.296 on the bundled sample; the plain U-Net at 16 filters scored 0.331 / 0.315
-# (bench/side_by_side.py, bench/RESULTS.md).
+# --preset NAME: a training recipe for a kind of machine (config fields + augmentation + precision);
+# options given on the command line override it. 'cpu': the ImageNet MobileNetV2 encoder, light
+# augmentation, for a time budget (--time-limit anneals the learning rate over it). Against StarDist
+# trained for the same 10 minutes on the same 2-core CPU and split it scored 0.424 vs 0.349 on
+# validation and 0.370 vs 0.296 on the bundled sample; the plain U-Net at 16 filters scored 0.331 /
+# 0.315 (bench/side_by_side.py, bench/RESULTS.md). bfloat16 where the CPU has it (AVX512-BF16 / AMX):
+# 1.1-1.4x the crops in the same 10 minutes, and +0.056 / +0.052 on validation, +0.079 / +0.088 on
+# the sample over float32 (seeds 0 / 1, bench/RESULTS.md).
 UNET_PRESETS = {
     "cpu": {"encoder": "mobilenetv2", "depth": 5, "crop_size": 256, "batch_size": 8, "augment": "light",
+            "precision": "bfloat16",
             "encoder_weights": str(Path(__file__).resolve().parents[1] / "weights" / "mobilenetv2_imagenet.weights.h5")},
 }
 # config fields a resumed run may change (a new stage); any other change is refused
@@ -116,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     unet.add_argument("--steps-per-epoch", type=int, default=200)
     unet.add_argument("--preset", choices=sorted(UNET_PRESETS),
                       help="a recipe: 'cpu' = ImageNet MobileNetV2 encoder, crop 256, batch 8, light augmentation, "
-                           "for a --time-limit on a machine without a GPU (beat StarDist at equal CPU time); "
+                           "bfloat16 where the CPU has it, for a --time-limit on a machine without a GPU (beat "
+                           "StarDist at equal CPU time); "
                            "options given here override it")
     unet.add_argument("--augment", help="preprocessing.augment preset (none, light, heavy, ...; default heavy)")
     unet.add_argument("--no-balanced", action="store_true", help="sample images uniformly")
@@ -202,7 +206,8 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     preset = dict(UNET_PRESETS[args.preset]) if getattr(args, "preset", None) else {}
     augment = args.augment or preset.pop("augment", "heavy")
     preset.pop("augment", None)  # given on the command line: the preset's is not a config field either
-    precision = args.precision or _preset_precision(preset.pop("precision", "float32"))
+    preset_precision = preset.pop("precision", "float32")  # not a config field either
+    precision = args.precision or _preset_precision(preset_precision)
     overrides = {**preset, **{name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}}
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)

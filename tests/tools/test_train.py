@@ -176,7 +176,21 @@ def test_cpu_preset_sets_the_recipe_and_explicit_options_win(tmp_path):
     assert Path(task.config.encoder_weights).is_file()  # the shipped ImageNet encoder
     assert "augment" in UNET_PRESETS["cpu"]  # not consumed by the first use
     plain = unet_task(build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path)]), tmp_path)
-    assert plain.config.encoder == "plain" and plain.augment == "heavy"
+    assert plain.config.encoder == "plain" and plain.augment == "heavy" and plain.precision == "float32"
+
+
+def test_cpu_preset_trains_in_bfloat16_only_where_the_cpu_has_it(tmp_path, monkeypatch):
+    import preprocessing.precision
+    from tools.train import build_parser, unet_task
+
+    def task(*extra):
+        return unet_task(build_parser().parse_args(["unet", "--data", "d", "--out", str(tmp_path), *extra]), tmp_path)
+
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(preprocessing.precision, "cpu_has_bfloat16", lambda native=native: native)
+        assert task("--preset", "cpu").precision == expected
+        assert task("--preset", "cpu", "--precision", "float32").precision == "float32"  # the command line wins
+        assert task("--precision", "bfloat16").precision == "bfloat16"
 
 
 def test_bfloat16_training_learns_and_its_files_are_float32(tmp_path, small_sample_root):
