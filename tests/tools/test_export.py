@@ -101,3 +101,34 @@ def test_export_refuses_a_model_that_its_weights_are_not(tmp_path, capsys):
     assert main(["--model", "mrcnn", "--weights", str(ROOT / "weights" / "unet.weights.h5"),
                  "--out", str(tmp_path / "x")]) == 2
     assert "is a unet" in capsys.readouterr().err
+
+
+def test_a_unet_with_a_distance_head_exports_and_predicts_its_four_channels(tmp_path):
+    """The distance channel travels through the SavedModel and through TTA (one more channel)."""
+    import tensorflow as tf
+
+    from preprocessing.dataset import read_image
+    from preprocessing.files import save_weights_atomic
+    from tools.inference.export import export_model
+    from tools.inference.models import build_pipeline
+    from tools.inference.params import InferenceParams
+    from unet.config import UNetConfig
+    from unet.model import build_unet
+
+    config = UNetConfig(distance_head=True, base_filters=4, max_filters=8, depth=2, bottleneck_dilations=(1,),
+                        seed_source="distance", seed_threshold=0.5)
+    weights = tmp_path / "dist.weights.h5"
+    save_weights_atomic(build_unet(config), weights)
+    config.save(tmp_path / "dist.json")
+    document = export_model("unet", tmp_path / "export", weights=weights, use_shipped_params=False)
+    assert "distance map" in document["outputs"]["output_0"]
+    pipeline = build_pipeline("unet", weights=weights, params=InferenceParams(tta=4))
+    image = read_image(IMAGE)
+    maps = pipeline.probabilities(image)
+    assert maps.shape == image.shape[:2] + (4,) and 0 < maps[..., 3].min() <= maps[..., 3].max() < 1
+    labels, _ = pipeline.predict(image)
+    assert labels.shape == image.shape[:2]
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype(np.float32)
+    out = tf.saved_model.load(str(tmp_path / "export")).signatures["serving_default"](images=tf.constant(x))
+    keras_out = build_pipeline("unet", weights=weights).dense.predictor.predict_batch(x)
+    np.testing.assert_allclose(out["output_0"].numpy(), keras_out, atol=1e-5)
