@@ -43,7 +43,8 @@ PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "bfloat16"}}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("unet", "mrcnn"), default=None, help="default: unet (or the preset's)")
+    parser.add_argument("--model", choices=("unet", "mrcnn"), default=None,
+                        help="default: the model of --weights (its config), else the preset's, else unet")
     parser.add_argument("--preset", choices=sorted(PREDICT_PRESETS),
                         help="'fast': the Mask R-CNN in bfloat16 where the CPU computes it natively (faster than "
                              "StarDist on the same CPU at the shipped quality, bench/RESULTS.md); options given "
@@ -107,9 +108,25 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
         if not cpu_has_bfloat16():
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): the fast preset runs in float32")
             preset["precision"] = "float32"
-    args.model = args.model or preset.get("model", "unet")
+    args.model = args.model or _model_of_weights(args.weights) or preset.get("model", "unet")
     args.precision = args.precision or preset.get("precision", "float32")
     return args
+
+
+def _model_of_weights(weights: str | None) -> str | None:
+    """'unet' or 'mrcnn' as the config beside ``weights`` says (its "kind"), or None: --weights
+    without --model picks its own model, whatever a preset's model is."""
+    import json
+
+    from preprocessing.settings import config_path_for
+
+    if not weights:
+        return None
+    try:
+        kind = json.loads(config_path_for(weights).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None  # loading the weights reports what is wrong with them
+    return kind if kind in ("unet", "mrcnn") else None
 
 
 def _shard(text: str) -> tuple[int, int]:
