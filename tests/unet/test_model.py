@@ -94,7 +94,8 @@ def test_distance_head_learns_the_distance_map():
                 np.corrcoef(predicted[inside], y[..., 1][inside])[0, 1])
 
     error_before, _ = error_and_correlation()
-    model.fit(x, y, batch_size=4, epochs=80, verbose=0)
+    # 160 epochs: at 80 the error had just fallen to 0.42x (seed 0), too close to call
+    model.fit(x, y, batch_size=4, epochs=160, verbose=0)
     error, correlation = error_and_correlation()
     # flat discs: the head must infer the distance from the shape alone
-    assert error < 0.4 * error_before and correlation > 0.6, (error_before, error, correlation)
+    assert error < 0.3 * error_before and correlation > 0.75, (error_before, error, correlation)
