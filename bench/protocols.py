@@ -3,6 +3,8 @@
     python bench/protocols.py --data ../shared/dsb2018/stage1_train --exclude data/sample/stage1_train \
         --domains bench/results/domains.json --out bench/results/protocols.json
     python bench/protocols.py ... --max-images 12 --pipelines unet,mrcnn      # quick look
+    python bench/protocols.py ... --pipelines mrcnn,ensemble --candidate new=RUN/model.weights.h5,weights/mrcnn.params.json \
+        --ensemble-candidate new-ensemble=RUN/model.weights.h5       # a retrained Mask R-CNN, alone and in the ensemble
 
 The held-out stage-1 test (public half, scored by the issue's reviewer; labels not here) ranks
 the shipped pipelines Mask R-CNN > U-Net > ensemble > U-Net 8-way TTA > U-Net without params.
@@ -17,9 +19,11 @@ Kendall tau between its order and the held-out order says how well it predicts:
   held-out images: colour images re-stained as pink H&E with a yellowish background
   (eosin and DAB up in HED space) and magnified 2x (256x320 -> 512x640, like the held-out
   512x680 scans); grey images magnified 2x or shrunk to 0.6x, alternately by seed;
-  domain-balanced mean.
+  domain-balanced mean;
+* ``sample``: the bundled sample (never trained or tuned on), as a last check.
 
-Writes JSON with every score, per domain, and the taus.
+Each protocol also counts the nuclei found against the true ones (all models under-count on the
+held-out images). Writes JSON with every score, per domain, the counts and the taus.
 """
 
 import argparse
@@ -81,12 +85,18 @@ def shift_sample(sample, rng: np.random.Generator):
     return image, relabel_consecutive(labels)
 
 
-def score(pipeline, pairs) -> dict[str, float]:
-    """{image_id: DSB score} of pipeline.predict over (image_id, image, labels)."""
+def score(pipeline, pairs) -> tuple[dict[str, float], dict[str, int]]:
+    """({image_id: DSB score}, {'found': predicted nuclei, 'true': true nuclei}) of
+    pipeline.predict over (image_id, image, labels)."""
     from tools.kaggle.metric import image_score
 
-    return {image_id: float(image_score(labels, pipeline.predict(image)[0])["score"])
-            for image_id, image, labels in pairs}
+    scores, counts = {}, {"found": 0, "true": 0}
+    for image_id, image, labels in pairs:
+        result = image_score(labels, pipeline.predict(image)[0])
+        scores[image_id] = float(result["score"])
+        counts["found"] += result["n_pred"]
+        counts["true"] += result["n_true"]
+    return scores, counts
 
 
 def main() -> int:
@@ -98,6 +108,11 @@ def main() -> int:
     parser.add_argument("--pipelines", default=",".join(HELD_OUT))
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=WEIGHTS[,PARAMS]",
                         help="also score this model (not ranked: it has no held-out figure), repeatable")
+    parser.add_argument("--ensemble-candidate", action="append", default=[], metavar="NAME=MRCNN_WEIGHTS[,PARAMS]",
+                        help="also score the ensemble of the shipped U-Net and this Mask R-CNN (default params: "
+                             "the shipped ensemble's), repeatable")
+    parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"),
+                        help="labelled folder scored as the last check ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "protocols.json"))
     args = parser.parse_args()
@@ -118,19 +133,36 @@ def main() -> int:
         PIPELINES[name] = {"weights": weights, "model": model_of_weights(weights),
                            **({"params": params} if params else {"use_shipped_params": False})}
         names.append(name)
+    for text in args.ensemble_candidate:
+        name, _, files = text.partition("=")
+        weights, _, params = files.partition(",")
+        PIPELINES[name] = {"model": "ensemble", "mrcnn_weights": weights,
+                           "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
+        names.append(name)
+    sample = []
+    if args.sample:
+        from preprocessing.dataset import load_training_samples
+
+        sample = [(s.image_id, s.image, s.labels) for s in load_training_samples([args.sample], progress=False)]
     results = {}
     for name in names:
         started = time.time()
         pipeline = build_pipeline(**PIPELINES[name])
-        per_image = score(pipeline, plain)
-        per_image_shifted = score(pipeline, shifted)
+        per_image, counts = score(pipeline, plain)
+        per_image_shifted, counts_shifted = score(pipeline, shifted)
+        per_image_sample, counts_sample = score(pipeline, sample)
         results[name] = {
             "stratified": objective(per_image), "domain-balanced": objective(per_image, domains),
             "shifted": objective(per_image_shifted, domains), "shifted_mean": objective(per_image_shifted),
-            "per_image": per_image, "per_image_shifted": per_image_shifted, "seconds": time.time() - started}
+            "sample": objective(per_image_sample) if sample else None,
+            "counts": {"stratified": counts, "shifted": counts_shifted, "sample": counts_sample},
+            "per_image": per_image, "per_image_shifted": per_image_shifted, "per_image_sample": per_image_sample,
+            "seconds": time.time() - started}
+        found = " ".join(f"{part} {c['found']}/{c['true']}" for part, c in results[name]["counts"].items() if c["true"])
         print(f"{name:14s} stratified {results[name]['stratified']:.4f}  domain-balanced "
               f"{results[name]['domain-balanced']:.4f}  shifted {results[name]['shifted']:.4f}  "
-              f"({results[name]['seconds']:.0f} s)", flush=True)
+              + (f"sample {results[name]['sample']:.4f}  " if sample else "")
+              + f"found {found}  ({results[name]['seconds']:.0f} s)", flush=True)
     taus = {}
     ranked = [name for name in names if name in HELD_OUT]
     if len(ranked) >= 2:
