@@ -1,1 +1,1 @@
-"""Weight files: torchvision checkpoints converted without torch, float16 storage."""
+"""Weight files: torchvision checkpoints converted without torch, float16 storage, averaging."""
