@@ -29,6 +29,9 @@
 # weights/split.json less the ids the fixes drop); score and ship them with
 #   python -m tools.evaluate / bench/protocols.py, python -m tools.tune (cross-domain check),
 #   (see bench/RESULTS.md, "Retraining").
+# and score model soups beside them (runs from one start average into one model; the half-half
+# soup of two CPU runs was the best Mask R-CNN on the shifted images, bench/RESULTS.md):
+#   python -m tools.average_weights soup.weights.h5 weights/mrcnn.weights.h5 $OUT/mrcnn.weights.h5
 set -uo pipefail
 BUDGET=${1:-420}
 OUT=${OUT:-runs/gpu_out}
