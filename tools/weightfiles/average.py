@@ -12,7 +12,9 @@ average into a working model: that is for the caller to know, the file cannot te
 Every floating-point array is averaged (batch-norm statistics included: they are weights of the
 same basin), in float64, and stored with the first file's dtype, so float16 files stay float16.
 Integer arrays (step counters) must agree and are copied. The files must hold the same arrays with
-the same shapes; the optimizer's state is left out, as it describes one run's trajectory.
+the same shapes; the optimizer's state is left out, as it describes one run's trajectory. The
+first file's config JSON (``X.json`` beside ``X.weights.h5``, or a run's ``config.json``) is written
+beside the average, so that it predicts and scores like any other weights file.
 """
 
 from pathlib import Path
@@ -22,7 +24,8 @@ import h5py
 import numpy as np
 
 from preprocessing.errors import NucleiError
-from preprocessing.files import atomic_target
+from preprocessing.files import atomic_target, save_json_atomic
+from preprocessing.settings import config_path_for, read_json
 
 
 def _arrays(group, prefix=""):
@@ -75,6 +78,7 @@ def average_weights_files(sources: Sequence[str | Path], target: str | Path,
     for source in sources:
         if not source.is_file():
             raise NucleiError("weights file not found", source)
+    config = _first_config(sources)
     target = Path(target)
     files = []
     try:
@@ -117,4 +121,21 @@ def average_weights_files(sources: Sequence[str | Path], target: str | Path,
     finally:
         for file in files:
             file.close()
+    if config is not None:
+        save_json_atomic(config_path_for(target), config)
     return target
+
+
+def _first_config(sources):
+    """The first source's config document (None without one), after checking that every source
+    with a config names the same model kind (a U-Net and a Mask R-CNN cannot average)."""
+    configs = [config_path_for(source) for source in sources]
+    documents = {path: read_json(path) for path in configs if path.is_file()}
+    if configs[0] not in documents:
+        return None
+    kinds = {path: document.get("kind") if isinstance(document, dict) else None
+             for path, document in documents.items()}
+    for path, kind in kinds.items():
+        if kind != kinds[configs[0]]:
+            raise NucleiError(f"config says kind {kind!r}, {configs[0].name} says {kinds[configs[0]]!r}", path)
+    return documents[configs[0]]

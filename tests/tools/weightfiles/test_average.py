@@ -89,3 +89,18 @@ def test_other_architectures_and_missing_files_are_named(tmp_path):
     with pytest.raises(NucleiError, match="junk.weights.h5.*HDF5"):
         average_weights_files([a, junk], tmp_path / "x.weights.h5")
     assert not (tmp_path / "x.weights.h5").exists()
+
+
+def test_the_first_files_config_is_written_beside_the_soup_and_kinds_must_agree(tmp_path):
+    import json
+
+    _, a = _saved(tmp_path, "a", 0)
+    _, b = _saved(tmp_path, "b", 1)
+    (tmp_path / "a.json").write_text(json.dumps({"kind": "mrcnn", "config": {"LEARNING_RATE": 0.001}}))
+    (tmp_path / "b.json").write_text(json.dumps({"kind": "mrcnn", "config": {"LEARNING_RATE": 0.0004}}))
+    average_weights_files([a, b], tmp_path / "soup.weights.h5")
+    assert json.loads((tmp_path / "soup.json").read_text())["config"]["LEARNING_RATE"] == 0.001
+    (tmp_path / "b.json").write_text(json.dumps({"kind": "unet", "config": {}}))
+    with pytest.raises(NucleiError, match="b.json.*kind 'unet'"):
+        average_weights_files([a, b], tmp_path / "mixed.weights.h5")
+    assert not (tmp_path / "mixed.weights.h5").exists()
