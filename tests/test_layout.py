@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"train", "predict", "evaluate", "tune", "demo", "export", "convert_weights", "half_weights", "average_weights",
-            "merge_submissions"}
+COMMANDS = {"train", "predict", "evaluate", "tune", "demo", "export", "convert_weights", "half_weights",
+            "average_weights", "merge_submissions"}
 FLOORS = {"preprocessing": set(), "unet": {"preprocessing"}, "mrcnn": {"preprocessing"},
           "tools": {"preprocessing", "unet", "mrcnn"}}
 

@@ -6,7 +6,8 @@ The command is ``python -m tools.average_weights OUT.weights.h5 A.weights.h5 B.w
 Runs fine-tuned from the same starting file stay in one basin of the loss, so the average of
 their weights is a model of its own that often keeps the best of each (Wortsman et al. 2022,
 "Model soups"; here: two Mask R-CNN runs of session 11 averaged half and half were the best model
-on the shifted validation images, bench/RESULTS.md). Runs trained from different starts do not
+on the shifted validation images; in session 12 the soup of two seeds scored between them,
+bench/RESULTS.md: score it before shipping it). Runs trained from different starts do not
 average into a working model: that is for the caller to know, the file cannot tell.
 
 Every floating-point array is averaged (batch-norm statistics included: they are weights of the
