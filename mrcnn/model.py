@@ -118,8 +118,13 @@ class MaskRCNN(keras.Model):
         self.loss_names = LOSS_NAMES + stage_loss_names(len(self.stages))
         self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss",) + self.loss_names}
         self._infer_fn = None
-        # build every weight now (a tiny eager forward), so weights load before any call
-        self(ops.zeros((1, 64, 64, config.IMAGE_CHANNEL_COUNT)), training=False)
+        # build every weight now, so weights load before any call: a tiny forward, symbolic under
+        # JAX (eagerly, JAX compiles each of its ~500 ops: 20-30 s on a CPU)
+        shape = (1, 64, 64, config.IMAGE_CHANNEL_COUNT)
+        if keras.backend.backend() == "jax":
+            self(keras.KerasTensor(shape, dtype="float32"), training=False)
+        else:
+            self(ops.zeros(shape), training=False)
 
     # ------------------------------------------------------------ serialisation
     def get_config(self):
@@ -379,7 +384,11 @@ class MaskRCNN(keras.Model):
         """Run inference on float32 [B, H, W, 3] (H, W multiples of 64) -> dict of numpy arrays.
 
         With ``trim_detections``: ``masks`` is [B, max(count), M, M] (the other outputs keep
-        DETECTION_MAX_INSTANCES rows); under TensorFlow one shape-relaxed graph, elsewhere eager."""
+        DETECTION_MAX_INSTANCES rows); under TensorFlow one shape-relaxed graph, under JAX one
+        XLA program per input shape (the mask head runs on every row there, then the masks are
+        trimmed), elsewhere eager."""
+        if keras.backend.backend() == "jax":
+            return self._infer_jax(np.asarray(batch, np.float32))
         if keras.backend.backend() != "tensorflow":
             out = self(ops.convert_to_tensor(np.asarray(batch, np.float32)), training=False, trim_detections=True)
             return {k: ops.convert_to_numpy(v) for k, v in out.items()}
@@ -390,6 +399,21 @@ class MaskRCNN(keras.Model):
                                          input_signature=[tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT], tf.float32)])
         out = self._infer_fn(tf.convert_to_tensor(batch, tf.float32))
         return {k: v.numpy() for k, v in out.items()}
+
+    def _infer_jax(self, batch):
+        import jax
+
+        if self._infer_fn is None:
+            def infer(trainable, non_trainable, images):
+                outputs, _ = self.stateless_call(trainable, non_trainable, images, training=False)
+                return outputs
+
+            self._infer_fn = jax.jit(infer)
+        out = self._infer_fn([v.value for v in self.trainable_variables],
+                             [v.value for v in self.non_trainable_variables], batch)
+        out = {k: np.asarray(v) for k, v in out.items()}
+        out["masks"] = out["masks"][:, :max(int(out["count"].max()), 1)]
+        return out
 
     # ------------------------------------------------------------------ files
     def save_model(self, path):

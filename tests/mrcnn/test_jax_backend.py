@@ -27,6 +27,7 @@ SCRIPT = r'''
 import sys
 from pathlib import Path
 
+import jax
 import keras
 import numpy as np
 from keras import ops
@@ -46,12 +47,18 @@ assert keras.backend.backend() == "jax"
 out = Path(sys.argv[1])
 inputs = layer_inputs()
 results = {}
-results["roi_align"] = PyramidRoIAlign(7)([inputs["boxes"]] + inputs["features"])
+
+
+def compiled(layer, layer_inputs):  # one XLA program, as in the compiled train step (eager: one per op)
+    return jax.jit(layer)(layer_inputs)
+
+
+results["roi_align"] = compiled(PyramidRoIAlign(7), [inputs["boxes"]] + inputs["features"])
 anchors = graph_anchors(128, 128, (8, 16, 32, 64, 128), (0.5, 1, 2), (4, 8, 16, 32, 64))
-results["proposals"] = ProposalLayer(100, 0.7, 500, (0.1, 0.1, 0.2, 0.2))(
-    [inputs["rpn_probs"], inputs["rpn_deltas"], anchors, np.array([128, 128], np.int32)])
-detections = DetectionLayer(20, 0.5, 0.3, (0.1, 0.1, 0.2, 0.2))(
-    [inputs["rois"], inputs["class_probs"], inputs["box_deltas"], np.array([128, 128], np.int32)])
+results["proposals"] = compiled(ProposalLayer(100, 0.7, 500, (0.1, 0.1, 0.2, 0.2)),
+                                [inputs["rpn_probs"], inputs["rpn_deltas"], anchors, np.array([128, 128], np.int32)])
+detections = compiled(DetectionLayer(20, 0.5, 0.3, (0.1, 0.1, 0.2, 0.2)),
+                      [inputs["rois"], inputs["class_probs"], inputs["box_deltas"], np.array([128, 128], np.int32)])
 for name, value in zip(("boxes", "class_ids", "scores", "count"), detections):
     results["detection_" + name] = value
 

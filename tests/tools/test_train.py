@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +16,50 @@ TINY = ["--base-filters", "4", "--max-filters", "8", "--depth", "2", "--crop-siz
         "--steps-per-epoch", "2", "--val-fraction", "0.25", "--augment", "light"]
 
 
-def run_train(data, *args, env=None):
+def run_cli(data, *args):
+    """``python -m tools.train unet`` in a subprocess: the command exactly as a user runs it."""
     return subprocess.run([sys.executable, "-m", "tools.train", "unet", "--data", str(data), *TINY, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_train(capsys):
+    """``tools.train.main(["unet", ...])`` in this process, with what it printed: the same code path as
+    the command (:func:`run_cli`, used once below) without a TensorFlow start-up per call."""
+    from tools.train import main
+
+    def run(data, *args) -> Ran:
+        capsys.readouterr()
+        try:
+            code = main(["unet", "--data", str(data), *TINY, *args])
+        except SystemExit as exit:  # argparse's own usage errors
+            code = exit.code
+        printed = capsys.readouterr()
+        return Ran(code, printed.out, printed.err)
+
+    return run
 
 
 def test_train_then_resume_then_predict(tmp_path, small_sample_root):
     run = tmp_path / "run"
-    first = run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score")
+    first = run_cli(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score")
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     for name in ("config.json", "last.weights.h5", "model.weights.h5", "model.json", "log.csv"):
         assert (run / name).is_file(), name
 
-    again = run_train(small_sample_root, "--out", str(run), "--epochs", "2")
+    again = run_cli(small_sample_root, "--out", str(run), "--epochs", "2")
     assert again.returncode == 2 and "--resume" in again.stderr  # never overwrites a run silently
 
-    resumed = run_train(small_sample_root, "--out", str(run), "--epochs", "2", "--resume")
+    resumed = run_cli(small_sample_root, "--out", str(run), "--epochs", "2", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout and "validation DSB score" in resumed.stdout
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
@@ -51,7 +78,7 @@ def test_train_then_resume_then_predict(tmp_path, small_sample_root):
     assert sorted(split["val"]) == sorted(row["id"] for row in score["per_image"])
 
 
-def test_resume_refuses_a_new_architecture_and_epochs_zero_is_one_line(tmp_path, small_sample_root):
+def test_resume_refuses_a_new_architecture_and_epochs_zero_is_one_line(tmp_path, small_sample_root, run_train):
     run = tmp_path / "run"
     assert run_train(small_sample_root, "--out", str(run), "--epochs", "1", "--no-val-score").returncode == 0
     changed = run_train(small_sample_root, "--out", str(run), "--epochs", "2", "--resume", "--depth", "3")
@@ -63,10 +90,9 @@ def test_resume_refuses_a_new_architecture_and_epochs_zero_is_one_line(tmp_path,
     assert on_file.returncode == 2 and "is a file" in on_file.stderr and "Traceback" not in on_file.stderr
 
 
-def test_bad_data_folder_is_a_clear_error(tmp_path):
+def test_bad_data_folder_is_a_clear_error(tmp_path, run_train):
     (tmp_path / "abc").mkdir()
-    result = subprocess.run([sys.executable, "-m", "tools.train", "unet", "--data", str(tmp_path),
-                             "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_train(tmp_path, "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "abc" in result.stderr and "images/" in result.stderr and "Traceback" not in result.stderr
 
@@ -91,7 +117,7 @@ sys.exit(main(["unet", "--data", {str(small_sample_root)!r}, "--out", {str(tmp_p
     assert scaled in result.stdout
 
 
-def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):
+def test_domain_holdout_and_warm_start(tmp_path, small_sample_root, run_train):
     first = tmp_path / "first"
     assert run_train(small_sample_root, "--out", str(first), "--epochs", "1", "--no-val-score").returncode == 0
     run = tmp_path / "held"
@@ -124,7 +150,7 @@ def test_domain_holdout_and_warm_start(tmp_path, small_sample_root):
     assert other.returncode == 2 and "does not fit" in other.stderr and "Traceback" not in other.stderr
 
 
-def test_split_file_gives_the_same_train_and_validation_ids(tmp_path, small_sample_root):
+def test_split_file_gives_the_same_train_and_validation_ids(tmp_path, small_sample_root, run_train):
     ids = sorted(p.name for p in small_sample_root.iterdir())
     given = tmp_path / "given.json"
     given.write_text(json.dumps({"train": ids[1:] + ["not-in-data"], "val": ids[:1]}))
@@ -193,7 +219,7 @@ def test_cpu_preset_trains_in_bfloat16_only_where_the_cpu_has_it(tmp_path, monke
         assert task("--precision", "bfloat16").precision == "bfloat16"
 
 
-def test_bfloat16_training_learns_and_its_files_are_float32(tmp_path, small_sample_root):
+def test_bfloat16_training_learns_and_its_files_are_float32(tmp_path, small_sample_root, run_train):
     """--precision bfloat16: layers compute in bfloat16 (softmax float32), the loss falls on a
     fixed batch, and the run's files hold float32 weights that a float32 run resumes from."""
     import h5py

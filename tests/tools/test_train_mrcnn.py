@@ -3,17 +3,30 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from tools.train import main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "stage1_train"
 
 
-def test_tiny_run_writes_checkpoints_and_resumes(tmp_path, small_sample_root):
-    out = tmp_path / "run"
-    argv = ["mrcnn", "--data", str(small_sample_root), "--out", str(out), "--config", "tiny", "--epochs", "1",
+def tiny_argv(data, out):
+    return ["mrcnn", "--data", str(data), "--out", str(out), "--config", "tiny", "--epochs", "1",
             "--steps-per-epoch", "2", "--validation-steps", "1", "--crop-size", "64",
             "--val-fraction", "0.25", "--no-val-score"]
-    assert main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, small_sample_root):
+    """A one-epoch tiny Mask R-CNN run folder (trained once for the tests below)."""
+    out = tmp_path_factory.mktemp("mrcnn") / "run"
+    assert main(tiny_argv(small_sample_root, out)) == 0
+    return out
+
+
+def test_tiny_run_writes_checkpoints_and_resumes(small_sample_root, tiny_run):
+    out = tiny_run
+    argv = tiny_argv(small_sample_root, out)
     for name in ("config.json", "split.json", "options.json", "best.weights.h5", "last.weights.h5", "state.json",
                  "log.csv", "model.weights.h5", "model.json"):
         assert (out / name).is_file(), name
@@ -54,11 +67,10 @@ def test_resume_takes_a_new_learning_rate_and_refuses_a_new_architecture(tmp_pat
         config_of(base + ["--resume", "--crop-size", "128"], tmp_path)
 
 
-def test_cascade_starts_from_a_single_stage_run(tmp_path, small_sample_root, capsys):
-    first = tmp_path / "single"
+def test_cascade_starts_from_a_single_stage_run(tmp_path, small_sample_root, tiny_run, capsys):
+    first = tiny_run  # a single-stage run (resumed to epoch 2 if the test above ran first)
     common = ["--data", str(small_sample_root), "--epochs", "1", "--steps-per-epoch", "2", "--validation-steps", "1",
               "--crop-size", "64", "--val-fraction", "0.25", "--no-val-score"]
-    assert main(["mrcnn", "--out", str(first), "--config", "tiny", *common]) == 0
     cascade = tmp_path / "cascade"
     assert main(["mrcnn", "--out", str(cascade), "--config", str(first / "model.json"), "--cascade", "3",
                  "--cascade-from", str(first / "model.weights.h5"), *common]) == 0
