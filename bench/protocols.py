@@ -5,6 +5,8 @@
     python bench/protocols.py ... --max-images 12 --pipelines unet,mrcnn      # quick look
     python bench/protocols.py ... --pipelines mrcnn,ensemble --candidate new=RUN/model.weights.h5,weights/mrcnn.params.json \
         --ensemble-candidate new-ensemble=RUN/model.weights.h5       # a retrained Mask R-CNN, alone and in the ensemble
+    python bench/protocols.py ... --pipelines "" --candidate new=RUN/model.weights.h5,weights/unet.params.json \
+        --ensemble-unet-candidate new-ensemble=RUN/model.weights.h5  # a retrained U-Net, alone and in the ensemble
 
 The held-out stage-1 test (public half, scored by the issue's reviewer; labels not here) ranks
 the shipped pipelines Mask R-CNN > U-Net > ensemble > U-Net 8-way TTA > U-Net without params.
@@ -113,6 +115,9 @@ def main() -> int:
     parser.add_argument("--ensemble-candidate", action="append", default=[], metavar="NAME=MRCNN_WEIGHTS[,PARAMS]",
                         help="also score the ensemble of the shipped U-Net and this Mask R-CNN (default params: "
                              "the shipped ensemble's), repeatable")
+    parser.add_argument("--ensemble-unet-candidate", action="append", default=[], metavar="NAME=UNET_WEIGHTS[,PARAMS]",
+                        help="also score the ensemble of this U-Net and the shipped Mask R-CNN (default params: "
+                             "the shipped ensemble's), repeatable")
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"),
                         help="labelled folder scored as the last check ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -139,6 +144,12 @@ def main() -> int:
         name, _, files = text.partition("=")
         weights, _, params = files.partition(",")
         PIPELINES[name] = {"model": "ensemble", "mrcnn_weights": weights,
+                           "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
+        names.append(name)
+    for text in args.ensemble_unet_candidate:
+        name, _, files = text.partition("=")
+        weights, _, params = files.partition(",")
+        PIPELINES[name] = {"model": "ensemble", "unet_weights": weights,
                            "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
         names.append(name)
     sample = []
