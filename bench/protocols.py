@@ -140,18 +140,13 @@ def main() -> int:
         PIPELINES[name] = {"weights": weights, "model": model_of_weights(weights),
                            **({"params": params} if params else {"use_shipped_params": False})}
         names.append(name)
-    for text in args.ensemble_candidate:
-        name, _, files = text.partition("=")
-        weights, _, params = files.partition(",")
-        PIPELINES[name] = {"model": "ensemble", "mrcnn_weights": weights,
-                           "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
-        names.append(name)
-    for text in args.ensemble_unet_candidate:
-        name, _, files = text.partition("=")
-        weights, _, params = files.partition(",")
-        PIPELINES[name] = {"model": "ensemble", "unet_weights": weights,
-                           "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
-        names.append(name)
+    for texts, which in ((args.ensemble_candidate, "mrcnn_weights"), (args.ensemble_unet_candidate, "unet_weights")):
+        for text in texts:  # the other network is the shipped one
+            name, _, files = text.partition("=")
+            weights, _, params = files.partition(",")
+            PIPELINES[name] = {"model": "ensemble", which: weights,
+                               "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
+            names.append(name)
     sample = []
     if args.sample:
         from preprocessing.dataset import load_training_samples
