@@ -18,8 +18,12 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m tools.demo
 
+# one test process per core (TEST_WORKERS=0: one process); a file's tests stay in one process,
+# so its module fixtures are built once
+TEST_WORKERS ?= auto
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: setup
 	$(PY) bench/run_all.py

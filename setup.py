@@ -32,7 +32,9 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22", "tensorboard>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22", "tensorboard>=2.16"],
-        # jax: the GPU machines train under Keras' JAX backend; tests check that path on the CPU
-        "test": ["pytest>=7", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6", "jax>=0.4.30"],
+        # jax: the GPU machines train under Keras' JAX backend; tests check that path on the CPU.
+        # pytest-xdist: `make test` runs one test process per core (most tests wait on Python, not maths)
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6",
+                 "jax>=0.4.30"],
     },
 )
