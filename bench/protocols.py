@@ -7,6 +7,7 @@
         --ensemble-candidate new-ensemble=RUN/model.weights.h5       # a retrained Mask R-CNN, alone and in the ensemble
     python bench/protocols.py ... --pipelines "" --candidate new=RUN/model.weights.h5,weights/unet.params.json \
         --ensemble-unet-candidate new-ensemble=RUN/model.weights.h5  # a retrained U-Net, alone and in the ensemble
+    python bench/protocols.py ... --pipelines "" --ensemble-pair both=UNET_RUN/model.weights.h5,MRCNN_RUN/model.weights.h5
 
 The held-out stage-1 test (public half, scored by the issue's reviewer; labels not here) ranks
 the shipped pipelines Mask R-CNN > U-Net > ensemble > U-Net 8-way TTA > U-Net without params.
@@ -118,6 +119,10 @@ def main() -> int:
     parser.add_argument("--ensemble-unet-candidate", action="append", default=[], metavar="NAME=UNET_WEIGHTS[,PARAMS]",
                         help="also score the ensemble of this U-Net and the shipped Mask R-CNN (default params: "
                              "the shipped ensemble's), repeatable")
+    parser.add_argument("--ensemble-pair", action="append", default=[],
+                        metavar="NAME=UNET_WEIGHTS,MRCNN_WEIGHTS[,PARAMS]",
+                        help="also score the ensemble of these two networks (default params: the shipped "
+                             "ensemble's), repeatable")
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"),
                         help="labelled folder scored as the last check ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -147,6 +152,14 @@ def main() -> int:
             PIPELINES[name] = {"model": "ensemble", which: weights,
                                "params": params or str(ROOT / "weights" / "unet.ensemble.params.json")}
             names.append(name)
+    for text in args.ensemble_pair:
+        name, _, files = text.partition("=")
+        parts = files.split(",")
+        if len(parts) not in (2, 3):
+            parser.error(f"--ensemble-pair {text!r}: expected NAME=UNET_WEIGHTS,MRCNN_WEIGHTS[,PARAMS]")
+        PIPELINES[name] = {"model": "ensemble", "unet_weights": parts[0], "mrcnn_weights": parts[1],
+                           "params": parts[2] if len(parts) == 3 else str(ROOT / "weights" / "unet.ensemble.params.json")}
+        names.append(name)
     sample = []
     if args.sample:
         from preprocessing.dataset import load_training_samples
