@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--params", help="JSON written by python -m tools.tune (post-processing, thresholds); "
                                       "default: X.params.json beside the weights X.weights.h5, when present")
     tta.add_argument("--no-params", action="store_true", help="ignore tuned parameters shipped beside the weights")
+    tta.add_argument("--no-stain-models", action="store_true",
+                     help="predict unfamiliar stained images with the model itself, not with the stain-trained "
+                          "X.stain.weights.h5 beside its weights (tools/inference/routing.py)")
     tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
                      help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
     tta.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -154,7 +157,8 @@ def weights_for(args: argparse.Namespace) -> dict[str, Path]:
 def predict(args: argparse.Namespace) -> int:
     from tools.inference.folder import (check_out_folder, list_images, model_settings, predict_folder,
                                         report_against_truth, run_settings)
-    from tools.inference.models import build_pipeline, load_predictor, resolve_params, training_domains_for
+    from tools.inference.models import (build_pipeline, load_predictor, resolve_params, stain_weights,
+                                        training_domains_for)
 
     apply_preset(args)
     list_images(args.images)  # bad ids fail before any model loads
@@ -174,12 +178,14 @@ def predict(args: argparse.Namespace) -> int:
         if not cpu_has_bfloat16():
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): --precision bfloat16 is emulated "
                   "here and likely slower than float32")
-    settings = model_settings(model, weights, params, precision)
+    stained = {} if args.no_stain_models else stain_weights(model, weights.get("unet"), weights.get("mrcnn"))
+    settings = model_settings(model, {**weights, **{f"{name}_stain": path for name, path in stained.items()}},
+                              params, precision)
     # a --resume of other settings, or another shard's folder, is refused before any model loads
     check_out_folder(args.out, run_settings(settings, args.images, args.shard or (1, 1), not args.no_overlays,
                                             not args.no_labels), args.resume)
     pipeline = build_pipeline(model, unet_weights=weights.get("unet"), mrcnn_weights=weights.get("mrcnn"),
-                              params=params, precision=precision)
+                              params=params, precision=precision, stain_models=not args.no_stain_models)
     truth = keep = None
     if args.labels:
         from preprocessing.dataset import load_dataset
@@ -191,6 +197,10 @@ def predict(args: argparse.Namespace) -> int:
                             progress=True, keep_labels=keep, shard=args.shard, resume=args.resume, settings=settings,
                             reference=training_domains_for(weights.values()))
     elapsed = time.time() - started
+    if getattr(pipeline, "routed", 0):
+        print(f"{pipeline.routed} unfamiliar stained image{'s' if pipeline.routed != 1 else ''} predicted by the "
+              f"stain-trained model{'s' if len(stained) > 1 else ''} ({', '.join(p.name for p in stained.values())}; "
+              "--no-stain-models: the shipped model alone)")
     out = Path(args.out)
     if truth is not None:
         result = report_against_truth(truth, keep, out, args.sheet_images)

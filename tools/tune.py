@@ -73,7 +73,8 @@ def run_tuning(args: argparse.Namespace) -> int:
     mask_threshold = {"mask_threshold": args.mask_threshold} if args.mask_threshold is not None else {}
     pipeline = build_pipeline(model, weights=args.weights, unet_weights=args.unet_weights,
                               mrcnn_weights=args.mrcnn_weights,
-                              params=InferenceParams(tta=args.tta, thresholds=mask_threshold))
+                              params=InferenceParams(tta=args.tta, thresholds=mask_threshold),
+                              stain_models=False)  # params are tuned for the shipped networks
     domain_source = None if args.domains == "none" else args.domains
     samples, domains = validation_set(args.data, args.val_fraction, args.seed, args.max_images, args.exclude,
                                       args.run, domains=domain_source)

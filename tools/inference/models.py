@@ -104,7 +104,8 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
                    unet_weights: str | Path | None = None, mrcnn_weights: str | Path | None = None,
                    params: InferenceParams | str | Path | None = None, use_shipped_params: bool = True,
                    tta: int | None = None, postprocess: dict[str, Any] | None = None,
-                   max_memory: int | None = None, precision: str = "float32") -> InferencePipeline:
+                   max_memory: int | None = None, precision: str = "float32",
+                   stain_models: bool = True) -> InferencePipeline | Any:
     """The inference pipeline for ``model`` ('unet', 'mrcnn' or 'ensemble').
 
     Args:
@@ -116,6 +117,10 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         max_memory: peak memory to aim at, MB (``--max-memory``; InferenceParams.max_memory_mb);
             None: the params' own (3000 by default).
         precision: the networks' arithmetic, 'float32' or 'bfloat16' (see load_predictor).
+        stain_models: where X.stain.weights.h5 lies beside a network's weights (with the
+            training_domains.json of weights/), wrap the pipeline in a
+            tools.inference.routing.StainRouter that sends unfamiliar stained images to the
+            stain-trained networks, with the same params; False: the one pipeline.
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -131,7 +136,35 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     mask_threshold = chosen.thresholds.get("mask_threshold") if model == "mrcnn" else None
     instance = (InstanceModel(load_predictor("mrcnn", mrcnn_weights, precision, mask_threshold=mask_threshold))
                 if model in ("mrcnn", "ensemble") else None)
-    return InferencePipeline(dense, instance, chosen)
+    pipeline = InferencePipeline(dense, instance, chosen)
+    stained = stain_weights(model, unet_weights, mrcnn_weights) if stain_models else {}
+    reference = training_domains_for(network_weights(model, unet_weights, mrcnn_weights).values()) if stained else None
+    if reference is None:
+        return pipeline
+    from tools.inference.routing import StainRouter
+
+    networks = {**network_weights(model, unet_weights, mrcnn_weights), **stained}
+    stain_pipeline = build_pipeline(model, unet_weights=networks.get("unet"), mrcnn_weights=networks.get("mrcnn"),
+                                    params=chosen, precision=precision, stain_models=False)
+    return StainRouter(pipeline, stain_pipeline, reference)
+
+
+def network_weights(model: str, unet_weights: str | Path | None = None,
+                    mrcnn_weights: str | Path | None = None) -> dict[str, Path]:
+    """{'unet' and/or 'mrcnn': weights path} of ``model``'s networks, the shipped files by default."""
+    given = {"unet": unet_weights, "mrcnn": mrcnn_weights}
+    names = ("unet", "mrcnn") if model == "ensemble" else (model,)
+    return {name: Path(given[name]) if given[name] else DEFAULT_WEIGHTS[name] for name in names}
+
+
+def stain_weights(model: str, unet_weights: str | Path | None = None,
+                  mrcnn_weights: str | Path | None = None) -> dict[str, Path]:
+    """{network: X.stain.weights.h5} for ``model``'s networks that have one beside their weights
+    (tools.inference.routing); empty when none has."""
+    from tools.inference.routing import stain_weights_for
+
+    found = {name: stain_weights_for(path) for name, path in network_weights(model, unet_weights, mrcnn_weights).items()}
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def load_model(weights: str | Path | None = None, ensemble: bool = False, **options: Any) -> InferencePipeline:

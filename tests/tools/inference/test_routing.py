@@ -1,0 +1,76 @@
+"""Unfamiliar stained images go to the stain-trained model (tools/inference/routing.py)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from preprocessing.dataset import load_training_samples
+from preprocessing.domains import load_reference
+from preprocessing.image_types import classify_image
+from tools.inference.routing import StainRouter, goes_to_stain_model, stain_weights_for
+
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = load_reference(ROOT / "weights" / "training_domains.json")
+
+
+def pink_scan(height=300, width=400, seed=0):
+    """A pale pink H&E-like image with one purple nucleus: no training acquisition looks like it."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[...] = (235, 200, 215)
+    image[100:140, 100:200] = (120, 60, 150)
+    return image - rng.integers(0, 12, image.shape, dtype=np.uint8)
+
+
+class Recorder:
+    """A pipeline stand-in: labels full of its ``mark``, and how many images it saw."""
+
+    def __init__(self, mark):
+        self.mark, self.calls, self.params = mark, 0, f"params-{mark}"
+
+    def predict(self, image):
+        self.calls += 1
+        return np.full(image.shape[:2], self.mark, np.int32), np.ones(1, np.float32)
+
+
+def test_only_unfamiliar_colour_images_go_to_the_stain_model():
+    grey = np.full((300, 400, 3), 20, np.uint8)
+    grey[100:140, 100:200] = 200
+    assert goes_to_stain_model(pink_scan(), REFERENCE)
+    assert not goes_to_stain_model(grey, REFERENCE)
+    # the bundled sample's histology images are of a training acquisition: they stay
+    samples = load_training_samples([ROOT / "data" / "sample" / "stage1_train"], progress=False)
+    colour = [s for s in samples if classify_image(s.image) == "histology"]
+    assert len(colour) == 3 and not any(goes_to_stain_model(s.image, REFERENCE) for s in colour)
+
+
+def test_router_sends_each_image_to_one_pipeline_and_counts_the_routed_ones():
+    familiar, stained = Recorder(1), Recorder(2)
+    router = StainRouter(familiar, stained, REFERENCE)
+    sample = load_training_samples([ROOT / "data" / "sample" / "stage1_train"], progress=False)[0]
+    labels, _ = router.predict(pink_scan())
+    assert labels.max() == 2 and router.routed == 1
+    labels, _ = router.predict(sample.image)
+    assert labels.max() == 1 and router.routed == 1
+    assert (familiar.calls, stained.calls) == (1, 1)
+    assert router.params == "params-1"  # everything else is the shipped pipeline's
+
+
+def test_stain_weights_are_found_beside_the_weights_only(tmp_path):
+    (tmp_path / "m.weights.h5").write_bytes(b"")
+    assert stain_weights_for(tmp_path / "m.weights.h5") is None
+    (tmp_path / "m.stain.weights.h5").write_bytes(b"")
+    assert stain_weights_for(tmp_path / "m.weights.h5") == tmp_path / "m.stain.weights.h5"
+    assert stain_weights_for(tmp_path / "m.stain.weights.h5") is None  # no stain model of a stain model
+
+
+@pytest.mark.parametrize("model", ["mrcnn", "unet"])
+def test_shipped_pipelines_route_and_can_be_told_not_to(model):
+    from tools.inference.models import build_pipeline
+    from tools.inference.pipeline import InferencePipeline
+
+    routed = build_pipeline(model)
+    assert isinstance(routed, StainRouter)
+    assert routed.stained.params == routed.familiar.params  # the same thresholds for both networks
+    assert isinstance(build_pipeline(model, stain_models=False), InferencePipeline)
