@@ -59,16 +59,21 @@ KERAS_BACKEND=$MRCNN_BACKEND python3 -c "import keras; print('keras', keras.__ve
 # JAX takes 75 % of the GPU's memory by default; the two models share the GPU
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.45}
 
+# WARM_FROM=stain: warm-start from the stain-trained models (weights/X.stain.weights.h5, which
+# predict unfamiliar stained images, tools/inference/routing.py) instead of the shipped ones, so
+# that their stain training adds up too; its results replace the X.stain files when they win on the
+# shifted colour images of bench/protocols.py
+WARM_FROM=${WARM_FROM:-}
 COMMON=(--data "$DATA" --split weights/split.json --augment stain --epochs 10000
         --workers 7 --multiprocessing --no-val-score --export last)
 rm -rf runs/gpu_unet runs/gpu_mrcnn
 # each job is capped (timeout) so that the copying below always runs inside the call's limit
 train() {  # $1 model, $2 backend, $3 budget seconds
   if [ "$1" = unet ]; then
-    options=(--config weights/unet.json --warm-start weights/unet.weights.h5 --learning-rate "$UNET_LR"
+    options=(--config weights/unet.json --warm-start "weights/unet${WARM_FROM:+.$WARM_FROM}.weights.h5" --learning-rate "$UNET_LR"
              --batch-size 16 --steps-per-epoch 200)
   else
-    options=(--config weights/mrcnn.json --warm-start weights/mrcnn.weights.h5 --learning-rate "$MRCNN_LR"
+    options=(--config weights/mrcnn.json --warm-start "weights/mrcnn${WARM_FROM:+.$WARM_FROM}.weights.h5" --learning-rate "$MRCNN_LR"
              --images-per-gpu 8 --steps-per-epoch 100 --validation-steps 4)
   fi
   if [ "$1" = unet ]; then read -ra extra <<< "${UNET_EXTRA:-}"; else read -ra extra <<< "${MRCNN_EXTRA:-}"; fi
