@@ -15,12 +15,15 @@ The commands (predict, tune, demo, training's validation) build their pipelines 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preprocessing.errors import NucleiError
 from preprocessing.settings import read_json
 from tools.inference.params import InferenceParams, load_params
 from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
+
+if TYPE_CHECKING:
+    from tools.inference.routing import StainRouter
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_WEIGHTS = {"unet": WEIGHTS_DIR / "unet.weights.h5", "mrcnn": WEIGHTS_DIR / "mrcnn.weights.h5"}
@@ -105,7 +108,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
                    params: InferenceParams | str | Path | None = None, use_shipped_params: bool = True,
                    tta: int | None = None, postprocess: dict[str, Any] | None = None,
                    max_memory: int | None = None, precision: str = "float32",
-                   stain_models: bool = True) -> InferencePipeline | Any:
+                   stain_models: bool = True) -> InferencePipeline | StainRouter:
     """The inference pipeline for ``model`` ('unet', 'mrcnn' or 'ensemble').
 
     Args:
@@ -120,7 +123,8 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
         stain_models: where X.stain.weights.h5 lies beside a network's weights (with the
             training_domains.json of weights/), wrap the pipeline in a
             tools.inference.routing.StainRouter that sends unfamiliar stained images to the
-            stain-trained networks, with the same params; False: the one pipeline.
+            stain-trained networks (loaded at the first such image), with the same params;
+            False: the one pipeline.
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -144,9 +148,9 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     from tools.inference.routing import StainRouter
 
     networks = {**network_weights(model, unet_weights, mrcnn_weights), **stained}
-    stain_pipeline = build_pipeline(model, unet_weights=networks.get("unet"), mrcnn_weights=networks.get("mrcnn"),
-                                    params=chosen, precision=precision, stain_models=False)
-    return StainRouter(pipeline, stain_pipeline, reference)
+    return StainRouter(pipeline, lambda: build_pipeline(model, unet_weights=networks.get("unet"),
+                                                        mrcnn_weights=networks.get("mrcnn"), params=chosen,
+                                                        precision=precision, stain_models=False), reference)
 
 
 def network_weights(model: str, unet_weights: str | Path | None = None,

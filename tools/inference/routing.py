@@ -15,7 +15,7 @@ on grey, and was not trained for them).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,19 +42,31 @@ def goes_to_stain_model(image: np.ndarray, reference: dict) -> bool:
 
 
 class StainRouter:
-    """``predict(image)`` by ``stained`` for the images :func:`goes_to_stain_model` picks, by
-    ``familiar`` otherwise; every other attribute is the familiar pipeline's (its params, its
+    """``predict(image)`` by the stain pipeline for the images :func:`goes_to_stain_model` picks,
+    by ``familiar`` otherwise; every other attribute is the familiar pipeline's (its params, its
     networks: tuning and exports see the shipped model).
+
+    Args:
+        build_stained: makes the stain pipeline; called once, at the first image that needs it
+            (a folder without unfamiliar stained images never loads the second networks).
 
     Attributes:
         routed: how many images went to the stain model so far.
     """
 
-    def __init__(self, familiar: Any, stained: Any, reference: dict):
+    def __init__(self, familiar: Any, build_stained: Callable[[], Any], reference: dict):
         self.familiar = familiar
-        self.stained = stained
+        self.build_stained = build_stained
         self.reference = reference
         self.routed = 0
+        self._stained = None
+
+    @property
+    def stained(self) -> Any:
+        """The stain pipeline, built on first use."""
+        if self._stained is None:
+            self._stained = self.build_stained()
+        return self._stained
 
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [H, W, 3] -> (int32 labels [H, W], float32 scores [N]), as InferencePipeline.predict."""
@@ -64,6 +76,6 @@ class StainRouter:
         return self.familiar.predict(image)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("familiar", "stained", "reference", "routed"):  # not set yet (copy, unpickling)
+        if name in ("familiar", "build_stained", "reference", "routed", "_stained"):  # not set yet (copy, unpickling)
             raise AttributeError(name)
         return getattr(self.familiar, name)

@@ -46,14 +46,18 @@ def test_only_unfamiliar_colour_images_go_to_the_stain_model():
 
 
 def test_router_sends_each_image_to_one_pipeline_and_counts_the_routed_ones():
-    familiar, stained = Recorder(1), Recorder(2)
-    router = StainRouter(familiar, stained, REFERENCE)
+    familiar, stained, built = Recorder(1), Recorder(2), []
+    router = StainRouter(familiar, lambda: built.append(1) or stained, REFERENCE)
     sample = load_training_samples([ROOT / "data" / "sample" / "stage1_train"], progress=False)[0]
+    router.predict(sample.image)
+    assert built == []  # the stain pipeline loads only when an image needs it
     labels, _ = router.predict(pink_scan())
     assert labels.max() == 2 and router.routed == 1
+    labels, _ = router.predict(pink_scan(seed=1))
+    assert labels.max() == 2 and router.routed == 2 and built == [1]  # built once
     labels, _ = router.predict(sample.image)
-    assert labels.max() == 1 and router.routed == 1
-    assert (familiar.calls, stained.calls) == (1, 1)
+    assert labels.max() == 1 and router.routed == 2
+    assert (familiar.calls, stained.calls) == (2, 2)
     assert router.params == "params-1"  # everything else is the shipped pipeline's
 
 
