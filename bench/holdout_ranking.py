@@ -1,13 +1,15 @@
 """Do test-time extras chosen on seen acquisitions still win on unseen ones? (issue 9)
 
     python bench/holdout_ranking.py --run /tmp/domain_ablation/stain --out bench/results/holdout_ranking.json
+    python bench/holdout_ranking.py --run RUN --rows "single,single tuned"   # a tools.train --holdout-domains run
 
 On the held-out stage-1 test every gain that our validation promised beyond the single pass
 reversed (tuned 8-way TTA below the single pass, the ensemble below the Mask R-CNN). The shipped
-models trained on every domain, so our validation could not show it. A U-Net trained with
-whole domains held out (a run of bench/domain_ablation.py: its split.json lists the seen-domain
-validation images and every image of the held-out domains) can: four inference pipelines are
-scored on the seen-domain validation images and on the unseen domains,
+models trained on every domain, so our validation could not show it. A model (U-Net or Mask
+R-CNN) trained with whole domains held out (a run of bench/domain_ablation.py, or of
+`tools.train --holdout-domains`: its split.json lists the seen-domain validation images and
+every image of the held-out domains) can: four inference pipelines are scored on the
+seen-domain validation images and on the unseen domains,
 
 * single pass, the config's thresholds;
 * 8-way TTA, the same thresholds;
@@ -34,7 +36,10 @@ from preprocessing.files import save_json_atomic  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a bench/domain_ablation.py run folder (U-Net)")
+    parser.add_argument("--run", required=True,
+                        help="a run folder with model.weights.h5 and split.json in it or beside it (U-Net or Mask R-CNN)")
+    parser.add_argument("--rows", default="single,tta8,single tuned,tta8 tuned",
+                        help="which of the four pipelines to score, comma-separated")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "dsb2018" / "stage1_train"))
     parser.add_argument("--domains", default=str(ROOT / "bench" / "results" / "domains.json"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "holdout_ranking.json"))
@@ -43,20 +48,22 @@ def main() -> int:
     from preprocessing.dataset import load_training_samples
     from preprocessing.domains import domain_scores, load_domains
     from preprocessing.settings import read_json
-    from tools.inference.models import build_pipeline
+    from tools.inference.models import build_pipeline, model_of_weights
     from tools.inference.params import InferenceParams
     from tools.inference.tuning import tune
     from tools.kaggle.metric import image_score
 
     run = Path(args.run)
     domains = load_domains(args.domains)
-    split = read_json(run.parent / "split.json")
+    split = read_json(run / "split.json" if (run / "split.json").is_file() else run.parent / "split.json")
     held = split["holdout"]
     wanted = set(split["val"])
     samples = [s for s in load_training_samples([args.data], progress=False) if s.image_id in wanted]
     seen = [s for s in samples if domains[s.image_id] not in held]
     unseen = [s for s in samples if domains[s.image_id] in held]
     weights = run / "model.weights.h5"
+    model = model_of_weights(weights)
+    wanted_rows = [name.strip() for name in args.rows.split(",") if name.strip()]
     print(f"{run}: {len(seen)} seen-domain, {len(unseen)} unseen-domain images ({', '.join(held)})", flush=True)
 
     def scores_of(pipeline, items):
@@ -65,16 +72,21 @@ def main() -> int:
     rows = {}
     for name, tta, tuned in (("single", 1, False), ("tta8", 8, False), ("single tuned", 1, True),
                              ("tta8 tuned", 8, True)):
+        if name not in wanted_rows:
+            continue
         started = time.time()
-        pipeline = build_pipeline("unet", weights=weights, params=InferenceParams(tta=tta), use_shipped_params=False)
+        pipeline = build_pipeline(model, weights=weights, params=InferenceParams(tta=tta), use_shipped_params=False,
+                                  stain_models=False)
         report = None
         if tuned:
             params, report = tune(pipeline, seen, progress=False, domains={s.image_id: domains[s.image_id] for s in seen})
-            pipeline = build_pipeline("unet", weights=weights, params=params, use_shipped_params=False)
+            pipeline = build_pipeline(model, weights=weights, params=params, use_shipped_params=False,
+                                      stain_models=False)
         per_image = {**scores_of(pipeline, seen), **scores_of(pipeline, unseen)}
         row = {part: domain_scores({s.image_id: per_image[s.image_id] for s in items}, domains)
                for part, items in (("seen", seen), ("unseen", unseen))}
         row["accepted"] = None if report is None else report["accepted"]
+        row["params"] = pipeline.params.to_dict()
         row["seconds"] = time.time() - started
         rows[name] = row
         print(f"{name:13s} seen {row['seen']['mean']:.4f} (balanced {row['seen']['balanced_mean']:.4f})  unseen "
