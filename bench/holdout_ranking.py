@@ -56,6 +56,8 @@ def main() -> int:
     run = Path(args.run)
     domains = load_domains(args.domains)
     split = read_json(run / "split.json" if (run / "split.json").is_file() else run.parent / "split.json")
+    if "holdout" not in split and "source" in split:  # a tools.train run keeps the given file's name only
+        split = read_json(split["source"])
     held = split["holdout"]
     wanted = set(split["val"])
     samples = [s for s in load_training_samples([args.data], progress=False) if s.image_id in wanted]
