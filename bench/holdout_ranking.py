@@ -34,6 +34,35 @@ sys.path.insert(0, str(ROOT))
 from preprocessing.files import save_json_atomic  # noqa: E402
 
 
+def ablation(pipeline, seen: list, unseen: list, domains: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Which tuned post-processing value wins or loses where: {variant: {'seen', 'unseen'}}
+    (domain-balanced), each tuned value alone on the defaults ('only NAME'), the tuned setting
+    without it ('all but NAME'), and for a detector (scores per nucleus) the tuned setting at
+    each minimum score. The network runs once per image; a U-Net's tuned decode thresholds stay."""
+    from preprocessing.domains import domain_scores
+    from tools.inference.postprocess import PostprocessConfig, postprocess
+    from tools.kaggle.metric import image_score
+
+    tuned = pipeline.params.postprocess.to_dict()
+    default = PostprocessConfig().to_dict()
+    raw = {s.image_id: pipeline.raw(s.image) for s in seen + unseen}
+    variants = {"tuned": tuned, "defaults": default}
+    for name in (n for n in tuned if tuned[n] != default[n]):
+        variants[f"only {name} {tuned[name]}"] = {**default, name: tuned[name]}
+        variants[f"all but {name}"] = {**tuned, name: default[name]}
+    if any(scores is not None and len(scores) for _, scores in raw.values()):
+        for cut in (0.5, 0.6, 0.7, 0.8, 0.9):
+            variants.setdefault(f"tuned, min_score {cut}", {**tuned, "min_score": cut})
+    truth = {s.image_id: s.labels for s in seen + unseen}
+    out = {}
+    for variant, post in variants.items():
+        config = PostprocessConfig.from_dict(post)
+        per_image = {i: float(image_score(truth[i], postprocess(*raw[i], config)[0])["score"]) for i in raw}
+        out[variant] = {part: domain_scores({s.image_id: per_image[s.image_id] for s in items}, domains)["balanced_mean"]
+                        for part, items in (("seen", seen), ("unseen", unseen))}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True,
@@ -89,12 +118,16 @@ def main() -> int:
                for part, items in (("seen", seen), ("unseen", unseen))}
         row["accepted"] = None if report is None else report["accepted"]
         row["params"] = pipeline.params.to_dict()
+        if tuned:
+            row["ablation"] = ablation(pipeline, seen, unseen, domains)
         row["seconds"] = time.time() - started
         rows[name] = row
         print(f"{name:13s} seen {row['seen']['mean']:.4f} (balanced {row['seen']['balanced_mean']:.4f})  unseen "
               f"{row['unseen']['mean']:.4f} (balanced {row['unseen']['balanced_mean']:.4f})"
               + ("" if report is None else f"  tuning accepted: {report['accepted']}") + f"  ({row['seconds']:.0f} s)",
               flush=True)
+        for variant, scores in row.get("ablation", {}).items():
+            print(f"    {variant:28s} seen {scores['seen']:.4f}  unseen {scores['unseen']:.4f} (balanced)", flush=True)
         save_json_atomic(args.out, {"command": "python bench/holdout_ranking.py " + " ".join(sys.argv[1:]),
                                     "run": str(run), "holdout": held, "rows": rows})
     for part in ("seen", "unseen"):
