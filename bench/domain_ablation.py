@@ -2,6 +2,7 @@
 
     python bench/domain_ablation.py --minutes 10 --out bench/results/domain_ablation.json
     python bench/domain_ablation.py --variant light= --variant stain="--augment stain"   # choose
+    python bench/domain_ablation.py --split-only --work W   # W/split.json only: train any model on it
 
 Every variant trains ``tools.train unet --preset cpu`` (ImageNet MobileNetV2 encoder) from the
 same start for the same minutes on one split: the training part of ``weights/split.json`` less
@@ -63,6 +64,8 @@ def main() -> int:
                         help="options of tools.train unet added to --preset cpu (default: " + ", ".join(VARIANTS) + ")")
     parser.add_argument("--work", default="/tmp/domain_ablation")
     parser.add_argument("--score-only", action="store_true", help="score the runs in --work; train nothing")
+    parser.add_argument("--split-only", action="store_true",
+                        help="write --work/split.json and stop (for a run of another model on the same split)")
     parser.add_argument("--labels", help="with --score-only: score against this data root's labels")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "domain_ablation.json"))
     args = parser.parse_args()
@@ -88,6 +91,10 @@ def main() -> int:
     split_file = work / "split.json"
     if not args.score_only:
         save_split(split_file, train, seen + unseen, {"holdout": held})
+    if args.split_only:
+        print(f"wrote {split_file}: held out {', '.join(held)}; {len(train)} training, {len(seen)} seen-domain "
+              f"validation, {len(unseen)} unseen-domain images")
+        return 0
     sample = load_training_samples([args.sample], progress=False)
     print(f"held out {', '.join(held)}: {len(train)} training, {len(seen)} seen-domain validation, "
           f"{len(unseen)} unseen-domain, {len(sample)} sample images; {args.minutes:g} min each", flush=True)
