@@ -3,6 +3,7 @@
     python bench/score_cut_study.py --data ../shared/dsb2018/stage1_train --exclude data/sample/stage1_train \
         --domains bench/results/domains.json --test ../shared/dsb2018/stage1_test \
         --out bench/results/score_cut_study.json
+    python bench/score_cut_study.py ... --params weights/mrcnn.tta8.params.json --cuts 0,0.6,0.8   # 8-way TTA
 
 A model is less sure of nuclei in an acquisition it never saw (bench/RESULTS.md, "Do test-time
 extras chosen on seen domains win on unseen ones?"): a cut learnt where it is sure may remove
@@ -96,7 +97,9 @@ def main() -> int:
     parser.add_argument("--test", default=None, help="unlabelled folder (the stage-1 test): counts only")
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"))
     parser.add_argument("--weights", default=str(ROOT / "weights" / "mrcnn.weights.h5"))
-    parser.add_argument("--cuts", default="0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--params", default=None, help="inference params (default: the tuned file beside --weights)")
+    parser.add_argument("--tta", type=int, default=None, help="test-time augmentation (default: the params')")
+    parser.add_argument("--cuts", default="0.5,0.6,0.7,0.8,0.9", help="minimum scores (0 = no cut)")
     parser.add_argument("--max-images", type=int, default=None)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "score_cut_study.json"))
     args = parser.parse_args()
@@ -109,7 +112,7 @@ def main() -> int:
 
     cuts = [float(c) for c in args.cuts.split(",")]
     started = time.time()
-    shipped = build_pipeline("mrcnn", weights=args.weights, stain_models=False)
+    shipped = build_pipeline("mrcnn", weights=args.weights, params=args.params, tta=args.tta, stain_models=False)
     stain_file = stain_weights_for(args.weights)
     stain = (build_pipeline("mrcnn", weights=stain_file, params=shipped.params, stain_models=False)
              if stain_file else shipped)
