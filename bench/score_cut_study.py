@@ -19,7 +19,6 @@ are known) and the nuclei found per cut, and the share of raw detections >= 0.5 
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -111,12 +110,15 @@ def main() -> int:
     from tools.inference.tuning import validation_set
 
     cuts = [float(c) for c in args.cuts.split(",")]
+    reference = training_domains_for([Path(args.weights)])
+    if reference is None:  # the unfamiliar flag needs the training set's domains
+        parser.error(f"--weights {args.weights}: no training_domains.json beside it (weights/ ships one; "
+                     "bench/domains.py --reference writes one)")
     started = time.time()
     shipped = build_pipeline("mrcnn", weights=args.weights, params=args.params, tta=args.tta, stain_models=False)
     stain_file = stain_weights_for(args.weights)
     stain = (build_pipeline("mrcnn", weights=stain_file, params=shipped.params, stain_models=False)
              if stain_file else shipped)
-    reference = training_domains_for([Path(args.weights)])
     post = shipped.params.postprocess.to_dict()
     samples, domains = validation_set(args.data, 0.1, 0, args.max_images, args.exclude, domains=args.domains)
     rng = np.random.default_rng(0)  # the same shifts as bench/protocols.py
