@@ -2,7 +2,9 @@
 float32 weights (Keras' ``mixed_bfloat16`` policy).
 
 bfloat16 is the CPU fast preset (``tools.predict --precision bfloat16``): about a quarter
-faster on a CPU with AVX512-BF16 or AMX, emulated and slower elsewhere. Each model keeps the
+faster on a CPU with AVX512-BF16 or AMX, emulated and much slower elsewhere (a Mask R-CNN
+training step on an AMD EPYC without AVX-512: 111 s against 8.8 s in float32, bench/RESULTS.md).
+``'auto'`` (the command lines' choice) is bfloat16 where the CPU computes it natively, else float32. Each model keeps the
 arithmetic that needs float32 in float32 (the U-Net's softmax; the Mask R-CNN's anchors,
 proposals, box decoding and scores): only the layers built inside :func:`compute_policy`
 compute in bfloat16. Weights are float32 either way, so the same files load under both.
@@ -17,6 +19,8 @@ from typing import Iterator
 from preprocessing.errors import NucleiError
 
 PRECISIONS = ("float32", "bfloat16")
+# what the command lines accept: a precision, or 'auto' (resolve_precision)
+PRECISION_CHOICES = PRECISIONS + ("auto",)
 # Keras dtype policy of each precision's layers.
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -51,3 +55,21 @@ def cpu_has_bfloat16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``precision``, with 'auto' made bfloat16 where the CPU computes it natively
+    (cpu_has_bfloat16) and float32 elsewhere; a NucleiError for anything else unknown."""
+    if precision == "auto":
+        return "bfloat16" if cpu_has_bfloat16() else "float32"
+    return check_precision(precision)
+
+
+def emulated_bfloat16_warning(precision: str) -> str | None:
+    """A warning for ``precision`` 'bfloat16' on a CPU that emulates it (None otherwise).
+    Where a GPU computes, the CPU's flags do not matter: callers check that."""
+    if precision != "bfloat16" or cpu_has_bfloat16():
+        return None
+    return ("warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bfloat16 is emulated here, "
+            "about 13x slower per Mask R-CNN training step than float32 on an AMD EPYC without AVX-512 "
+            "(bench/RESULTS.md); on a CPU use --precision float32 or auto")

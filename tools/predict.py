@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from preprocessing.precision import PRECISIONS
+from preprocessing.precision import PRECISION_CHOICES, resolve_precision
 from tools.cli import run_command
 
 
@@ -76,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "X.stain.weights.h5 beside its weights (tools/inference/routing.py)")
     tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
                      help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
-    tta.add_argument("--precision", choices=PRECISIONS, default=None,
+    tta.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
                      help="the networks' arithmetic: bfloat16 is the fast preset, about 25%% faster on CPUs "
-                          "with AVX512-BF16 or AMX at the same validation score (bench/RESULTS.md); the Mask "
-                          "R-CNN keeps its anchors, proposals and boxes in float32; default float32")
+                          "with AVX512-BF16 or AMX at the same validation score (bench/RESULTS.md), emulated and "
+                          "slower elsewhere; auto: bfloat16 where the CPU computes it natively, else float32; the "
+                          "Mask R-CNN keeps its anchors, proposals and boxes in float32; default float32")
     post = parser.add_argument_group("post-processing (each off unless given)")
     post.add_argument("--dilate", type=int, default=None, metavar="PIXELS",
                       help="grow each nucleus by this many pixels, never into a neighbour")
@@ -112,7 +113,7 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): the fast preset runs in float32")
             preset["precision"] = "float32"
     args.model = args.model or _model_of_weights(args.weights) or preset.get("model", "unet")
-    args.precision = args.precision or preset.get("precision", "float32")
+    args.precision = resolve_precision(args.precision or preset.get("precision", "float32"))
     return args
 
 

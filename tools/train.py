@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.errors import NucleiError
-from preprocessing.precision import PRECISIONS
+from preprocessing.precision import PRECISION_CHOICES, resolve_precision
 from tools.cli import run_command
 
 # command-line option -> Mask R-CNN config field
@@ -97,11 +97,12 @@ def add_run_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--split", metavar="SPLIT.json",
                         help="train and validate on the ids of this split file (another run's split.json, or "
                              "weights/split.json: the shipped models'); ids absent from --data are skipped")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="arithmetic of the network's layers: float32 (default; the cpu preset: bfloat16 where "
-                             "the CPU has it), or bfloat16 compute with float32 weights (Keras' mixed_bfloat16; the "
-                             "files are the same, so a bfloat16 run resumes, exports and predicts as float32). For "
-                             "GPUs with bfloat16 units and CPUs with AVX512-BF16 / AMX")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="arithmetic of the network's layers: float32 (default; the cpu preset: auto), "
+                             "bfloat16 compute with float32 weights (Keras' mixed_bfloat16; the files are the "
+                             "same, so a bfloat16 run resumes, exports and predicts as float32), for GPUs with "
+                             "bfloat16 units and CPUs with AVX512-BF16 / AMX (elsewhere it is emulated, about 13x "
+                             "slower), or auto: bfloat16 where the CPU computes it natively, else float32")
     parser.add_argument("--warm-start", metavar="WEIGHTS",
                         help="start from these weights (same architecture: pass its config with --config), "
                              "e.g. weights/unet.weights.h5 with --config weights/unet.json")
@@ -189,16 +190,6 @@ def resumed_config(saved: Any, changes: dict[str, Any], run_dir: Path) -> Any:
     return saved.replace(**changed) if changed else saved
 
 
-def _preset_precision(precision: str) -> str:
-    """A preset's precision on this machine: its bfloat16 only where the CPU computes it natively
-    (elsewhere emulated and slower than float32)."""
-    if precision != "bfloat16":
-        return precision
-    from preprocessing.precision import cpu_has_bfloat16
-
-    return "bfloat16" if cpu_has_bfloat16() else "float32"
-
-
 def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     from tools.engine.tasks import UNetTask
     from unet.config import UNetConfig
@@ -207,7 +198,8 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     augment = args.augment or preset.pop("augment", "heavy")
     preset.pop("augment", None)  # given on the command line: the preset's is not a config field either
     preset_precision = preset.pop("precision", "float32")  # not a config field either
-    precision = args.precision or _preset_precision(preset_precision)
+    # a preset's bfloat16 only where the CPU computes it natively (elsewhere emulated, much slower)
+    precision = resolve_precision(args.precision or ("auto" if preset_precision == "bfloat16" else preset_precision))
     overrides = {**preset, **{name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}}
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)
@@ -236,7 +228,7 @@ def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
         config = base.replace(**overrides)
     return MrcnnTask(config, args.layers, args.init_weights if not args.resume else None,
                      cascade_from=args.cascade_from if not args.resume else None,
-                     precision=args.precision or "float32")
+                     precision=resolve_precision(args.precision or "float32"))
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -265,10 +257,13 @@ def run_training(args: argparse.Namespace) -> int:
     if args.model == "mrcnn" and chief:
         print(task.config.display())
     if task.precision == "bfloat16" and chief:
-        from preprocessing.precision import cpu_has_bfloat16
+        from preprocessing.precision import emulated_bfloat16_warning
+        from tools.engine.distribute import accelerator_present
 
-        emulated = "" if cpu_has_bfloat16() else " (a CPU without AVX512-BF16 / AMX emulates it, slowly)"
-        print(f"precision: bfloat16 compute, float32 weights{emulated}")
+        print("precision: bfloat16 compute, float32 weights")
+        warning = None if accelerator_present() else emulated_bfloat16_warning(task.precision)
+        if warning:
+            print(warning, file=sys.stderr)
     return train(task, options, run_dir, resume=args.resume)
 
 

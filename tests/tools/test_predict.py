@@ -128,6 +128,8 @@ def test_fast_preset_is_the_bfloat16_mask_rcnn_where_the_cpu_has_it(monkeypatch,
     explicit = apply_preset(build_parser().parse_args(base + ["--preset", "fast", "--model", "unet",
                                                                "--precision", "float32"]))
     assert (explicit.model, explicit.precision) == ("unet", "float32")  # given options win
+    auto = apply_preset(build_parser().parse_args(base + ["--precision", "auto"]))
+    assert auto.precision == ("bfloat16" if native else "float32")
     # --weights without --model: the weights' own model (its config's kind), the preset's precision
     own = apply_preset(build_parser().parse_args(base + ["--preset", "fast", "--weights",
                                                           str(ROOT / "weights" / "unet.weights.h5")]))

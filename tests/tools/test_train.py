@@ -217,6 +217,7 @@ def test_cpu_preset_trains_in_bfloat16_only_where_the_cpu_has_it(tmp_path, monke
         assert task("--preset", "cpu").precision == expected
         assert task("--preset", "cpu", "--precision", "float32").precision == "float32"  # the command line wins
         assert task("--precision", "bfloat16").precision == "bfloat16"
+        assert task("--precision", "auto").precision == expected
 
 
 def test_bfloat16_training_learns_and_its_files_are_float32(tmp_path, small_sample_root, run_train):

@@ -367,6 +367,25 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def accelerator_present() -> bool:
+    """Whether the Keras backend sees a GPU (or another accelerator) to compute on; listing
+    devices does not start the TensorFlow runtime, so it may come before the strategy."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
 class _NoStrategy:
     num_replicas_in_sync = 1
 
