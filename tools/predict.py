@@ -37,7 +37,7 @@ from tools.cli import run_command
 
 
 # --preset NAME: choices for a kind of use; options given on the command line override them.
-PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "bfloat16"}}
+PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "auto"}}  # auto: bfloat16 where the CPU has it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,12 +106,10 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
     (unet, float32). The fast preset's bfloat16 applies only where the CPU computes it natively
     (elsewhere it is emulated and slower): float32 there, with a note."""
     preset = dict(PREDICT_PRESETS.get(args.preset) or {})
-    if preset.get("precision") == "bfloat16" and args.precision is None:
-        from preprocessing.precision import cpu_has_bfloat16
-
-        if not cpu_has_bfloat16():
+    if preset.get("precision") == "auto" and args.precision is None:
+        preset["precision"] = resolve_precision("auto")
+        if preset["precision"] == "float32":
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): the fast preset runs in float32")
-            preset["precision"] = "float32"
     args.model = args.model or _model_of_weights(args.weights) or preset.get("model", "unet")
     args.precision = resolve_precision(args.precision or preset.get("precision", "float32"))
     return args

@@ -56,7 +56,7 @@ UNET_FIELDS = ("base_filters", "max_filters", "depth", "crop_size", "batch_size"
 # the sample over float32 (seeds 0 / 1, bench/RESULTS.md).
 UNET_PRESETS = {
     "cpu": {"encoder": "mobilenetv2", "depth": 5, "crop_size": 256, "batch_size": 8, "augment": "light",
-            "precision": "bfloat16",
+            "precision": "auto",  # bfloat16 where the CPU computes it natively
             "encoder_weights": str(Path(__file__).resolve().parents[1] / "weights" / "mobilenetv2_imagenet.weights.h5")},
 }
 # config fields a resumed run may change (a new stage); any other change is refused
@@ -198,8 +198,7 @@ def unet_task(args: argparse.Namespace, run_dir: Path) -> Any:
     augment = args.augment or preset.pop("augment", "heavy")
     preset.pop("augment", None)  # given on the command line: the preset's is not a config field either
     preset_precision = preset.pop("precision", "float32")  # not a config field either
-    # a preset's bfloat16 only where the CPU computes it natively (elsewhere emulated, much slower)
-    precision = resolve_precision(args.precision or ("auto" if preset_precision == "bfloat16" else preset_precision))
+    precision = resolve_precision(args.precision or preset_precision)
     overrides = {**preset, **{name: getattr(args, name) for name in UNET_FIELDS if getattr(args, name) is not None}}
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(UNetConfig.load(run_dir / "config.json"), overrides, run_dir)

@@ -140,3 +140,24 @@ def test_time_budget_runs_on_the_agreed_clock():
     budget = TimeBudget(0.01, seconds=100.0, agree=lambda values: [150.0])  # the workers' mean elapsed time
     model = tiny_fit([budget])
     assert int(model.optimizer.iterations.numpy()) == 1  # past the budget at the first batch
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's device listing")
+def test_accelerator_present_follows_the_backends_gpus(monkeypatch):
+    """The emulated-bfloat16 warning of tools.train is skipped when a GPU computes."""
+    import tensorflow as tf
+
+    from tools.engine.distribute import accelerator_present
+
+    asked = []
+
+    def devices(kind=None):
+        asked.append(kind)
+        return gpus
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", devices)
+    gpus = []
+    assert accelerator_present() is False
+    gpus = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+    assert accelerator_present() is True
+    assert asked == ["GPU", "GPU"]
