@@ -218,6 +218,10 @@ class MaskRCNN(keras.Model):
             class_logits, class_probs, pred_deltas = head(self.box_align([rois] + features[:4]))
             class_losses.append(L.mrcnn_class_loss(target_ids, class_logits))
             bbox_losses.append(L.mrcnn_bbox_loss(target_deltas, target_ids, pred_deltas))
+        # positives fill the first slots of the last stage's RoIs and only they reach the mask
+        # loss: the mask head runs on those slots alone (a third of the RoIs, the same loss)
+        slots = self.stage_targets()[-1].positive_slots
+        rois, target_ids, target_masks = rois[:, :slots], target_ids[:, :slots], target_masks[:, :slots]
         mask_logits = self.mask_head(self.mask_align([rois] + features[:4]))
         if len(class_losses) == 1:
             losses["mrcnn_class_loss"], losses["mrcnn_bbox_loss"] = class_losses[0], bbox_losses[0]

@@ -13,6 +13,11 @@ from keras import ops
 from mrcnn import backend_ops, graph_boxes
 
 
+def max_positive_rois(num_rois: int, positive_ratio: float) -> int:
+    """How many of an image's ``num_rois`` RoI slots can hold positives (they come first)."""
+    return int(num_rois * positive_ratio)
+
+
 def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, noise, num_rois, positive_ratio,
                          positive_iou, bbox_std_dev, mask_shape, use_gt=True):
     """Targets for one image, with static shapes (it compiles whole under XLA).
@@ -48,7 +53,7 @@ def sample_image_targets(proposals, gt_class_ids, gt_boxes, gt_masks, noise, num
     positive = ops.logical_and(usable, max_iou >= positive_iou)
     negative = ops.logical_and(usable, max_iou < positive_iou)
     # a random subset of each kind: the largest noise among its members (-1 marks the others)
-    max_positive = int(num_rois * positive_ratio)
+    max_positive = max_positive_rois(num_rois, positive_ratio)
     pos_key, pos_index = ops.top_k(ops.where(positive, noise, -1.0), max(max_positive, 1))
     neg_key, neg_index = ops.top_k(ops.where(negative, noise, -1.0), num_rois)
     n_pos = ops.minimum(ops.sum(ops.cast(pos_key >= 0, "int32")), max_positive)
@@ -90,7 +95,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_masks [batch, G, mh, mw].
 
     Outputs: rois [batch, R, 4], class_ids int32 [batch, R], deltas [batch, R, 4],
-    masks [batch, R, MH, MW] with R = ``num_rois``.
+    masks [batch, R, MH, MW] with R = ``num_rois``; positives only in the first
+    :attr:`positive_slots` rows.
     """
 
     def __init__(self, num_rois, positive_ratio, positive_iou, bbox_std_dev, mask_shape, use_gt=True, **kwargs):
@@ -104,6 +110,11 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.bbox_std_dev = tuple(float(v) for v in bbox_std_dev)
         self.mask_shape = tuple(int(v) for v in mask_shape)
         self.use_gt = bool(use_gt)
+
+    @property
+    def positive_slots(self) -> int:
+        """Rows of each image's outputs that can hold a positive RoI (at least 1)."""
+        return max(max_positive_rois(self.num_rois, self.positive_ratio), 1)
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs

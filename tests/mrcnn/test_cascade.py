@@ -11,10 +11,10 @@ from keras import ops
 from mrcnn import cascade
 from mrcnn.boxes import decode
 from mrcnn.config import Config, TinyConfig
-from mrcnn.data import make_example
 from mrcnn.model import LOSS_NAMES, MaskRCNN, load_model, stage_loss_names, warm_start_cascade
 from mrcnn.weights import iter_layers
 from preprocessing.errors import NucleiError
+from tests.mrcnn.synthetic import square_nuclei_batch as tiny_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 STD = (0.1, 0.1, 0.2, 0.2)
@@ -22,19 +22,6 @@ STD = (0.1, 0.1, 0.2, 0.2)
 
 def leaf_names(model):
     return [layer.name for layer in iter_layers(model) if layer.weights]
-
-
-def tiny_batch(config, rng):
-    """One training batch of 128 x 128 crops with three 20 x 20 square nuclei each (at jittered places)."""
-    examples = []
-    for _ in range(config.BATCH_SIZE):
-        labels = np.zeros((128, 128), np.int32)
-        for k, (y, x) in enumerate([(10, 10), (10, 70), (70, 40)]):
-            dy, dx = rng.integers(0, 20, 2)
-            labels[y + dy:y + dy + 20, x + dx:x + dx + 20] = k + 1
-        image = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=2)
-        examples.append(make_example(image, labels, config, rng))
-    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 # ------------------------------------------------------------------ pure parts

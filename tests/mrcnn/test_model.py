@@ -103,3 +103,26 @@ def test_bfloat16_model_computes_its_layers_in_bfloat16_and_its_boxes_in_float32
     assert half.get_config()["precision"] == "bfloat16"
     with pytest.raises(NucleiError, match="precision"):
         MrcnnPredictor.from_path(tmp_path / "h.weights.h5", precision="float16")
+
+
+def test_mask_head_trains_on_the_positive_slots_only_with_the_same_losses(monkeypatch):
+    from mrcnn.targets import DetectionTargetLayer
+    from tests.mrcnn.synthetic import square_nuclei_batch
+
+    keras.utils.set_random_seed(4)
+    model = MaskRCNN(TinyConfig())
+    batch = square_nuclei_batch(model.config, np.random.default_rng(4))
+    seed = model.detection_targets.seed_generator.state
+    start = keras.ops.convert_to_numpy(seed.value)
+    calls = []  # RoIs per image the mask head ran on
+    mask_head_call = type(model.mask_head).call
+    monkeypatch.setattr(type(model.mask_head), "call", lambda self, x: calls.append(x.shape[1]) or mask_head_call(self, x))
+    heads_on_slots = {k: float(v) for k, v in model.compute_losses(batch).items()}
+    monkeypatch.setattr(DetectionTargetLayer, "positive_slots", property(lambda self: self.num_rois))
+    seed.assign(start)  # the same draw of RoIs
+    heads_on_all = {k: float(v) for k, v in model.compute_losses(batch).items()}
+    rois = model.config.TRAIN_ROIS_PER_IMAGE
+    assert calls == [int(rois * model.config.ROI_POSITIVE_RATIO), rois]
+    assert heads_on_slots["mrcnn_mask_loss"] > 0
+    for name, value in heads_on_all.items():
+        np.testing.assert_allclose(heads_on_slots[name], value, rtol=1e-5, err_msg=name)

@@ -36,3 +36,17 @@ def test_image_without_nuclei_gives_only_negatives():
     rois, ids, deltas, masks = layer([ops.convert_to_tensor(proposals), ops.zeros((1, 3), "int32"), ops.zeros((1, 3, 4)),
                                       ops.zeros((1, 3, 8, 8))])
     np.testing.assert_array_equal(np.sort(ops.convert_to_numpy(ids)[0]), [-1, -1, 0, 0])
+
+
+def test_positives_stay_in_the_first_positive_slots():
+    # 40 proposals on 4 nuclei, nearly all positive: more than the 16 * 0.25 = 4 slots can hold
+    rng = np.random.default_rng(0)
+    gt_boxes = np.array([[[10, 10, 40, 40], [10, 60, 40, 90], [60, 10, 90, 40], [60, 60, 90, 90]]], np.float32)
+    proposals = (np.repeat(gt_boxes, 10, axis=1) + rng.uniform(-2, 2, (1, 40, 4))).astype(np.float32)
+    layer = DetectionTargetLayer(16, 0.25, 0.5, (0.1, 0.1, 0.2, 0.2), (4, 4))
+    assert layer.positive_slots == 4
+    _, ids, _, masks = (ops.convert_to_numpy(t) for t in layer([
+        ops.convert_to_tensor(proposals), ops.ones((1, 4), "int32"), ops.convert_to_tensor(gt_boxes),
+        ops.ones((1, 4, 8, 8))]))
+    np.testing.assert_array_equal(ids[0, :4], 1)  # the slots are full
+    assert (ids[0, 4:] <= 0).all() and not masks[0, 4:].any()  # and nothing positive after them
