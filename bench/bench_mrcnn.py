@@ -4,12 +4,16 @@
                                 [--crop-size 256 --images-per-gpu 4]
                                 [--weights RUN/best.weights.h5] [--images data/sample/stage1_train]
                                 [--steps 20] [--threads 2] [--precision float32|bfloat16] [--out bench/mrcnn.json]
+    python bench/bench_mrcnn.py --config weights/mrcnn.json --train-only --parts   # where a step's time goes
 
 Training speed: ``--steps`` timed steps (after two warm-up steps) of ``train_on_batch``, on
 any Keras backend, of a freshly built model of the given config (a name or a config JSON) on
 random crops of ``--images``. Inference (unless ``--train-only``): every image under
 ``--images`` through MrcnnPredictor (``--weights``, or the untrained model when absent:
 then the detections, and so the mask pasting time, are not representative).
+Parts (``--parts``, TensorFlow): forward + backward (gradients of the part's weights and
+inputs) of the step's pieces at the training shapes: backbone + FPN, RPN head, box head on
+every sampled RoI, mask head on the positive RoI slots, each its own ``tf.function``.
 Score: the DSB metric on ``--images`` when it holds labels and ``--weights`` is given.
 """
 
@@ -37,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="float32", help="float32 or bfloat16 (mixed, float32 weights)")
     parser.add_argument("--train-only", action="store_true", help="skip the inference timing")
+    parser.add_argument("--parts", action="store_true", help="also time the training step's pieces (TensorFlow)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
@@ -95,12 +100,58 @@ def main(argv=None):
                               "data_s_per_batch": round(data_s, 3),
                               "images_per_s": round(config.BATCH_SIZE / graph_s, 2)}
         print(json.dumps(result["training"]))
+        if args.parts:
+            result["training"]["parts_s"] = time_parts(model, data[0], args.steps)
+            print(json.dumps(result["training"]["parts_s"]))
 
     if not args.train_only:
         time_inference(args, samples, result)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def time_parts(model, batch, repeats):
+    """Seconds of forward + backward of each main piece of a training step (TensorFlow)."""
+    import numpy as np
+    import tensorflow as tf
+
+    images = tf.constant(batch["image"])
+    features = [tf.constant(f) for f in model._features(images, True)]
+    rng = np.random.default_rng(0)
+    height, width = images.shape[1:3]
+
+    def random_rois(count):  # boxes of 8-50 px inside the crop: RoIAlign's cost does not depend on where
+        y1, x1 = rng.uniform(0, height - 50, (len(images), count, 1)), rng.uniform(0, width - 50, (len(images), count, 1))
+        size = rng.uniform(8, 50, (len(images), count, 2))
+        return tf.constant(np.concatenate([y1, x1, y1 + size[..., :1], x1 + size[..., 1:]], -1), tf.float32)
+
+    targets = model.stage_targets()[-1]
+    box_rois, mask_rois = random_rois(targets.num_rois), random_rois(targets.positive_slots)
+    parts = {
+        "backbone+fpn": (lambda: model._features(images, True), [images], model.backbone),
+        "rpn_head": (lambda: model.rpn_head(features)[0], features, model.rpn_head),
+        f"box_head_{targets.num_rois}_rois": (lambda: model.box_head(model.box_align([box_rois] + features[:4]))[0],
+                                              features[:4], model.box_head),
+        f"mask_head_{targets.positive_slots}_rois": (lambda: model.mask_head(model.mask_align([mask_rois] + features[:4])),
+                                                     features[:4], model.mask_head),
+    }
+    seconds = {}
+    for name, (forward, inputs, layer) in parts.items():
+        @tf.function
+        def step(forward=forward, inputs=inputs, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                outputs = tf.nest.flatten(forward())
+                total = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs])
+            return tape.gradient(total, layer.trainable_variables + list(inputs))
+
+        step()
+        started = time.perf_counter()
+        for _ in range(max(repeats, 1)):
+            step()
+        seconds[name] = round((time.perf_counter() - started) / max(repeats, 1), 3)
+    return seconds
 
 
 def time_inference(args, samples, result):
