@@ -200,7 +200,9 @@ class MaskRCNN(keras.Model):
         With Cascade R-CNN, ``mrcnn_class_loss`` / ``mrcnn_bbox_loss`` are the stages' losses
         weighted by ``CASCADE_LOSS_WEIGHTS``; each stage's own is there too
         (``mrcnn_class_loss_stage1`` ..., see :func:`stage_loss_names`), and the mask head
-        learns on the last stage's RoIs.
+        learns on the last stage's RoIs. The mask head sees only the RoI slots that can hold
+        positives (:attr:`mrcnn.targets.DetectionTargetLayer.positive_slots`), the only
+        rows its loss counts.
         """
         batch = {key: ops.convert_to_tensor(value) for key, value in batch.items()}
         images = batch["image"]
