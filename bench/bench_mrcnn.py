@@ -122,7 +122,8 @@ def time_parts(model, batch, repeats):
     height, width = images.shape[1:3]
 
     def random_rois(count):  # boxes of 8-50 px inside the crop: RoIAlign's cost does not depend on where
-        y1, x1 = rng.uniform(0, height - 50, (len(images), count, 1)), rng.uniform(0, width - 50, (len(images), count, 1))
+        y1 = rng.uniform(0, height - 50, (len(images), count, 1))
+        x1 = rng.uniform(0, width - 50, (len(images), count, 1))
         size = rng.uniform(8, 50, (len(images), count, 2))
         return tf.constant(np.concatenate([y1, x1, y1 + size[..., :1], x1 + size[..., 1:]], -1), tf.float32)
 
@@ -133,8 +134,8 @@ def time_parts(model, batch, repeats):
         "rpn_head": (lambda: model.rpn_head(features)[0], features, model.rpn_head),
         f"box_head_{targets.num_rois}_rois": (lambda: model.box_head(model.box_align([box_rois] + features[:4]))[0],
                                               features[:4], model.box_head),
-        f"mask_head_{targets.positive_slots}_rois": (lambda: model.mask_head(model.mask_align([mask_rois] + features[:4])),
-                                                     features[:4], model.mask_head),
+        f"mask_head_{targets.positive_slots}_rois": (
+            lambda: model.mask_head(model.mask_align([mask_rois] + features[:4])), features[:4], model.mask_head),
     }
     seconds = {}
     for name, (forward, inputs, layer) in parts.items():

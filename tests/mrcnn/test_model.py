@@ -116,7 +116,12 @@ def test_mask_head_trains_on_the_positive_slots_only_with_the_same_losses(monkey
     start = keras.ops.convert_to_numpy(seed.value)
     calls = []  # RoIs per image the mask head ran on
     mask_head_call = type(model.mask_head).call
-    monkeypatch.setattr(type(model.mask_head), "call", lambda self, x: calls.append(x.shape[1]) or mask_head_call(self, x))
+
+    def counting_call(self, pooled):
+        calls.append(pooled.shape[1])
+        return mask_head_call(self, pooled)
+
+    monkeypatch.setattr(type(model.mask_head), "call", counting_call)
     heads_on_slots = {k: float(v) for k, v in model.compute_losses(batch).items()}
     monkeypatch.setattr(DetectionTargetLayer, "positive_slots", property(lambda self: self.num_rois))
     seed.assign(start)  # the same draw of RoIs

@@ -4,8 +4,8 @@ The shipped models are chosen on the domain-balanced validation, where `--augmen
 (HED jitter, recolouring, zoom 0.5-2 with aspect; preprocessing.augment) costs a little; on
 colour images re-stained and magnified as the held-out H&E scans are (bench/protocols.py's
 "shifted" images), the stain-trained models win clearly (Mask R-CNN 0.238 -> 0.296 on the 10
-colour validation images; the session-15 file scored 0.286). Both are shipped: ``X.stain.weights.h5`` beside
-``X.weights.h5``, and a colour image that ``unfamiliar_image`` flags (farther from every
+colour validation images; the session-15 file scored 0.286). Both are shipped:
+``X.stain.weights.h5`` beside ``X.weights.h5``, and a colour image that ``unfamiliar_image`` flags (farther from every
 training domain than any training image: a limit the training set sets, not a tuned number)
 is predicted by it. The validation and the bundled sample hold no such image, so their scores
 are unchanged; grey unfamiliar images stay with the shipped model (the stain model is no better
