@@ -25,6 +25,10 @@ Kendall tau between its order and the held-out order says how well it predicts:
   domain-balanced mean;
 * ``sample``: the bundled sample (never trained or tuned on), as a last check.
 
+``--labels DIR`` also scores the same predictions of the unshifted validation images against the
+masks of DIR (the community-fixed set: ``python3 ../shared/dsb2018/make_fixed.py DIR``), stratified
+and domain-balanced; images DIR lacks are left out of those two figures.
+
 Each protocol also counts the nuclei found against the true ones (all models under-count on the
 held-out images). Writes JSON with every score, per domain, the counts and the taus.
 """
@@ -90,18 +94,22 @@ def shift_sample(sample, rng: np.random.Generator):
     return image, relabel_consecutive(labels)
 
 
-def score(pipeline, pairs) -> tuple[dict[str, float], dict[str, int]]:
-    """({image_id: DSB score}, {'found': predicted nuclei, 'true': true nuclei}) of
-    pipeline.predict over (image_id, image, labels)."""
+def score(pipeline, pairs, other_labels: dict | None = None) -> tuple[dict[str, float], dict[str, int], dict]:
+    """({image_id: DSB score}, {'found': predicted nuclei, 'true': true nuclei}, {image_id: DSB score
+    against other_labels[image_id]}) of pipeline.predict over (image_id, image, labels); the last
+    holds the images other_labels has, scored on the same predictions."""
     from tools.kaggle.metric import image_score
 
-    scores, counts = {}, {"found": 0, "true": 0}
+    scores, counts, other_scores = {}, {"found": 0, "true": 0}, {}
     for image_id, image, labels in pairs:
-        result = image_score(labels, pipeline.predict(image)[0])
+        predicted = pipeline.predict(image)[0]
+        result = image_score(labels, predicted)
         scores[image_id] = float(result["score"])
         counts["found"] += result["n_pred"]
         counts["true"] += result["n_true"]
-    return scores, counts
+        if other_labels and image_id in other_labels:
+            other_scores[image_id] = float(image_score(other_labels[image_id], predicted)["score"])
+    return scores, counts, other_scores
 
 
 def main() -> int:
@@ -125,6 +133,9 @@ def main() -> int:
                              "ensemble's), repeatable")
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"),
                         help="labelled folder scored as the last check ('' for none)")
+    parser.add_argument("--labels", default=None, metavar="DIR",
+                        help="also score the validation images against the masks of this Kaggle-layout folder "
+                             "(e.g. the community-fixed set)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "protocols.json"))
     args = parser.parse_args()
@@ -165,13 +176,21 @@ def main() -> int:
         from preprocessing.dataset import load_training_samples
 
         sample = [(s.image_id, s.image, s.labels) for s in load_training_samples([args.sample], progress=False)]
+    other_labels = None
+    if args.labels:
+        from preprocessing.dataset import load_training_samples
+
+        wanted = {image_id for image_id, _, _ in plain}
+        other_labels = {s.image_id: s.labels for s in load_training_samples([args.labels], progress=False)
+                        if s.image_id in wanted}
+        print(f"--labels {args.labels}: {len(other_labels)} of {len(plain)} validation images", flush=True)
     results = {}
     for name in names:
         started = time.time()
         pipeline = build_pipeline(**PIPELINES[name])
-        per_image, counts = score(pipeline, plain)
-        per_image_shifted, counts_shifted = score(pipeline, shifted)
-        per_image_sample, counts_sample = score(pipeline, sample)
+        per_image, counts, per_image_labels = score(pipeline, plain, other_labels)
+        per_image_shifted, counts_shifted, _ = score(pipeline, shifted)
+        per_image_sample, counts_sample, _ = score(pipeline, sample)
         results[name] = {
             "stratified": objective(per_image), "domain-balanced": objective(per_image, domains),
             "shifted": objective(per_image_shifted, domains), "shifted_mean": objective(per_image_shifted),
@@ -179,10 +198,17 @@ def main() -> int:
             "counts": {"stratified": counts, "shifted": counts_shifted, "sample": counts_sample},
             "per_image": per_image, "per_image_shifted": per_image_shifted, "per_image_sample": per_image_sample,
             "seconds": time.time() - started}
+        if other_labels is not None:
+            results[name].update({
+                "labels": {"stratified": objective(per_image_labels),
+                           "domain-balanced": objective(per_image_labels, domains)},
+                "per_image_labels": per_image_labels})
         found = " ".join(f"{part} {c['found']}/{c['true']}" for part, c in results[name]["counts"].items() if c["true"])
         print(f"{name:14s} stratified {results[name]['stratified']:.4f}  domain-balanced "
               f"{results[name]['domain-balanced']:.4f}  shifted {results[name]['shifted']:.4f}  "
               + (f"sample {results[name]['sample']:.4f}  " if sample else "")
+              + ("--labels stratified {stratified:.4f} domain-balanced {domain-balanced:.4f}  ".format(
+                  **results[name]["labels"]) if other_labels is not None else "")
               + f"found {found}  ({results[name]['seconds']:.0f} s)", flush=True)
     taus = {}
     ranked = [name for name in names if name in HELD_OUT]
@@ -194,7 +220,8 @@ def main() -> int:
             print(f"{protocol:16s} order: {' > '.join(order)}   Kendall tau vs held-out: {taus[protocol]:+.2f}")
         print(f"{'held-out':16s} order: {' > '.join(sorted(ranked, key=lambda n: -held[n]))}")
     save_json_atomic(args.out, {"command": "python bench/protocols.py " + " ".join(sys.argv[1:]),
-                                "images": len(samples), "domains": domains, "held_out": HELD_OUT,
+                                "images": len(samples), "domains": domains,
+                                "labels": args.labels, "held_out": HELD_OUT,
                                 "results": results, "kendall_tau": taus})
     print(f"wrote {args.out}")
     return 0
