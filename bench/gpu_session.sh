@@ -19,9 +19,12 @@
 #   .gpu/fixed_labels/       the fixed training set minus the bundled sample, compact layout:
 #                            python3 ../shared/dsb2018/make_fixed.py /tmp/fixed &&
 #                            python bench/make_gpu_pack.py --data /tmp/fixed --out .gpu/fixed_labels
-# Then: run(command="OUT=$OUT bash bench/gpu_session.sh 420", carry=[".whl", ".gpu"], timeout_s=600)
-# What travels must stay under 64 MiB: tracked files 36.7 MB + the pack 20.3 MB + wheels 6.9 MB
-# = 60.9 MiB (2026-12-01); a larger shipped file needs a smaller pack.
+# What travels must stay under 64 MiB. Since the stain-trained weights ship beside the shipped ones
+# the tracked files alone are 60 MB (83 MiB with the pack and the wheels): go to a branch without
+# the weights this job does not read (bench/gpu_travel.py; 52 MiB, 2026-12-07), run, come back:
+#   python bench/gpu_travel.py enter [--warm-from stain]      (commit your work first)
+#   run(command="OUT=$OUT bash bench/gpu_session.sh 420", carry=[".whl", ".gpu"], timeout_s=600)
+#   python bench/gpu_travel.py leave
 # UNET_EXTRA / MRCNN_EXTRA: more tools.train options for one model, e.g. UNET_EXTRA="--precision
 # bfloat16" (1.3x / 1.6x faster training steps on this CPU, not yet measured on a GPU) or
 # UNET_EXTRA="--distance-head" (issue 14; a new head: ship it only if it wins, bench/RESULTS.md).

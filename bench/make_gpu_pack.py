@@ -1,7 +1,7 @@
 """Write the training set (minus the bundled sample) compactly enough to travel to a GPU machine.
 
 The lent GPU machines receive the working tree plus carried folders, 64 MiB in all (the
-repository itself is ~30 MB). The compact labels layout (one image + one 16-bit label
+tracked files are 60 MB, 28 MB on bench/gpu_travel.py's slim branch). The compact labels layout (one image + one 16-bit label
 PNG per id) takes 46 MB; images over 10 KB are then stored as JPEG (quality 95) where
 that at least halves them (with a 30 KB threshold the pack was 25 MB). Labels stay lossless.
 
