@@ -76,7 +76,7 @@ def main() -> int:
 
             def labels_of(s, maps=maps, thresholds=thresholds, pipeline=pipeline):
                 labels, scores = pipeline.dense.decode(maps[s.image_id], thresholds)
-                return postprocess(labels, scores, pipeline.params.postprocess)[0]
+                return postprocess(labels, scores, pipeline.params.postprocess, s.image)[0]
 
             settings[label] = labels_of
     results = score_settings(settings, val, domains, sample)

@@ -54,10 +54,11 @@ def ablation(pipeline, seen: list, unseen: list, domains: dict[str, str]) -> dic
         for cut in (0.5, 0.6, 0.7, 0.8, 0.9):
             variants.setdefault(f"tuned, min_score {cut}", {**tuned, "min_score": cut})
     truth = {s.image_id: s.labels for s in seen + unseen}
+    images = {s.image_id: s.image for s in seen + unseen}
     out = {}
     for variant, post in variants.items():
         config = PostprocessConfig.from_dict(post)
-        per_image = {i: float(image_score(truth[i], postprocess(*raw[i], config)[0])["score"]) for i in raw}
+        per_image = {i: float(image_score(truth[i], postprocess(*raw[i], config, images[i])[0])["score"]) for i in raw}
         out[variant] = {part: domain_scores({s.image_id: per_image[s.image_id] for s in items}, domains)["balanced_mean"]
                         for part, items in (("seen", seen), ("unseen", unseen))}
     return out

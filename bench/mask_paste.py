@@ -37,7 +37,7 @@ def main() -> int:
             d = detections[s.image_id]
             labels, scores, _ = detections_to_labels(d["boxes"], d["scores"], d["masks"], d["image_shape"],
                                                      threshold, mode=mode)
-            return postprocess(labels, scores, pipeline.params.postprocess)[0]
+            return postprocess(labels, scores, pipeline.params.postprocess, s.image)[0]
 
         return labels_of
 

@@ -90,7 +90,7 @@ def analyse(pipeline, samples, domains) -> dict:
     scores = {}
     for sample in samples:
         raw, raw_scores = pipeline.raw(sample.image)
-        final, _ = postprocess(raw, raw_scores, pipeline.params.postprocess)
+        final, _ = postprocess(raw, raw_scores, pipeline.params.postprocess, sample.image)
         true = relabel_consecutive(sample.labels)
         counts = miss_causes(true, final, relabel_consecutive(raw))
         counts["predicted"] += int(final.max())

@@ -140,7 +140,7 @@ def main() -> int:
                     labels, scores = pipeline.raw(small)
                     if factor != 1:
                         labels, scores = labels_back(labels, scores, image.shape[:2])
-                    labels, _ = postprocess(labels, scores, pipeline.params.postprocess)
+                    labels, _ = postprocess(labels, scores, pipeline.params.postprocess, image)
                     row["scores"][str(factor)] = float(image_score(true, labels)["score"])
                     if factor == 1:
                         areas = np.bincount(labels.ravel())[1:]

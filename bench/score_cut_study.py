@@ -44,7 +44,7 @@ def raw_predictions(pipelines: dict, reference: dict, pairs) -> dict[str, dict]:
         pipeline = pipelines["stain"] if (colour and unfamiliar) else pipelines["shipped"]
         predicted, scores = pipeline.raw(image)
         out[image_id] = {"labels": predicted, "scores": np.asarray(scores if scores is not None else []),
-                         "unfamiliar": unfamiliar, "colour": colour, "true": labels}
+                         "unfamiliar": unfamiliar, "colour": colour, "true": labels, "image": image}
     return out
 
 
@@ -58,7 +58,7 @@ def cut_scores(raw: dict[str, dict], post: dict, cuts: list[float]) -> dict[floa
         config = PostprocessConfig.from_dict({**post, "min_score": cut})
         rows = {}
         for image_id, item in raw.items():
-            labels, _ = postprocess(item["labels"], item["scores"], config)
+            labels, _ = postprocess(item["labels"], item["scores"], config, item["image"])
             found = int(labels.max()) if labels.size else 0
             score = (float(image_score(item["true"], labels)["score"]) if item["true"] is not None else None)
             rows[image_id] = {"score": score, "found": found}

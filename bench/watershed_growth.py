@@ -35,7 +35,7 @@ def main() -> int:
 
         def labels_of(s):
             labels, scores = pipeline.dense.decode(maps[s.image_id], thresholds)
-            return postprocess(labels, scores, pipeline.params.postprocess)[0]
+            return postprocess(labels, scores, pipeline.params.postprocess, s.image)[0]
 
         return labels_of
 

@@ -21,7 +21,7 @@ the setting, when they differ) and writes the same submission as an uninterrupte
 
 Test time: ``--tta N`` averages N of the 15 transforms of tools/inference/tta.py (``--tta 15``: all);
 ``--ensemble`` combines the U-Net and Mask R-CNN (tools/inference/ensemble.py); ``--dilate``,
-``--fill-holes``, ``--closing``, ``--min-size``, ``--max-count`` post-process every
+``--fill-holes``, ``--closing``, ``--min-size``, ``--max-count``, ``--drop-inverted`` post-process every
 image (tools/inference/postprocess.py); ``--params`` reads the choices made by ``python -m tools.tune``
 (flags given on the command line win). ``--preset fast``: the Mask R-CNN in bfloat16 (where the
 CPU computes it natively), the fastest pipeline at the shipped quality.
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--max-count", type=int, default=None, metavar="N", help="keep the N best-scoring nuclei")
     post.add_argument("--min-score", type=float, default=None, metavar="S",
                       help="drop nuclei scoring below S (detection confidence; U-Net: mean foreground)")
+    post.add_argument("--drop-inverted", action=argparse.BooleanOptionalAction, default=None,
+                      help="drop nuclei lighter than their surroundings in stained images, darker in "
+                           "fluorescence ones (--no-drop-inverted keeps them)")
     parser.add_argument("--labels", metavar="DIR",
                         help="true masks for these images (Kaggle layout): print the DSB score and write a "
                              "contact sheet of true positives, false positives and misses")
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count", "min_score")
+POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count", "min_score", "drop_inverted")
 
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:

@@ -254,7 +254,7 @@ class InferencePipeline:
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [H, W, 3] -> (labels int32 [H, W] ids 1..N, scores float32 [N])."""
         labels, scores = self.raw(image)
-        labels, scores = postprocess(labels, scores, self.params.postprocess)
+        labels, scores = postprocess(labels, scores, self.params.postprocess, image)
         return labels, np.zeros(int(labels.max()), np.float32) if scores is None else scores
 
     @property

@@ -7,7 +7,9 @@ image cannot) or moves a pixel from one nucleus to another: growth goes into
 background only.
 
 :class:`PostprocessConfig` switches each step; :func:`postprocess` runs them in the
-order minimum score -> fill holes -> closing -> minimum size -> maximum count -> dilation.
+order minimum score -> fill holes -> closing -> minimum size -> inverted nuclei -> maximum
+count -> dilation. One step looks at the image as well (:func:`remove_inverted`): a nucleus
+lighter than its surroundings in a stained image, or darker in a fluorescence one, is not one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class PostprocessConfig(Settings):
     min_score: float = 0.0
     # Keep at most this many nuclei, the highest scores (or largest without scores); 0 = no limit.
     max_count: int = 0
+    # Drop nuclei that stand out from the ring around them the wrong way for their kind of image
+    # (lighter in a stained image: pale goblet cells and vacuoles in H&E outlined as nuclei;
+    # darker in a fluorescence one, and darker than its background too); no threshold, the sign
+    # decides (nucleus_contrast). Needs the image.
+    drop_inverted: bool = False
 
     def validate(self) -> None:
         for name in ("dilate", "closing", "min_size", "max_count"):
@@ -48,6 +55,7 @@ class PostprocessConfig(Settings):
                 raise NucleiError(f"post-processing {name} must be a whole number >= 0, got {value}")
             setattr(self, name, int(value))
         self.fill_holes = bool(self.fill_holes)
+        self.drop_inverted = bool(self.drop_inverted)
         if not 0.0 <= float(self.min_score) < 1.0:
             raise NucleiError(f"post-processing min_score must be in [0, 1), got {self.min_score}")
         self.min_score = float(self.min_score)
@@ -130,6 +138,70 @@ def remove_unsure(labels, min_score, scores=None):
     return compact(np.where(keep[labels], labels, 0), scores)
 
 
+def nucleus_contrast(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How each nucleus stands out from the ring of free pixels around it.
+
+    Args:
+        image: uint8 [H, W, 3].
+        labels: int [H, W], ids 1..N.
+
+    Returns:
+        float64 [N], > 0 when the nucleus stands out as a nucleus should: darker in a stained
+        image (histology, brightfield: nuclei absorb light), brighter in a fluorescence one
+        (nuclei emit it). The mean LAB lightness (0..1) of the nucleus against the ring of free
+        pixels around it (the nucleus dilated by half its equivalent radius, at least 2 px, less
+        every nucleus's pixels). In fluorescence the larger of that and the contrast against
+        the median of the image's unlabelled pixels: there the background is the absence of
+        signal, so a dim nucleus beside a bright structure, darker than its ring, still counts
+        (in a stained image all tissue is darker than the bare glass: no evidence). 0 where
+        nothing can be measured (no free pixel around it, none in the image).
+    """
+    import cv2
+
+    from preprocessing.image_types import classify_image
+    from preprocessing.normalize import lightness
+
+    labels = np.asarray(labels)
+    if labels.shape != image.shape[:2]:
+        raise NucleiError(f"labels {list(labels.shape)} and image {list(image.shape)} differ in size")
+    light = lightness(image).astype(np.float64)
+    # by kind of image, not by mean lightness, which dense H&E tissue pulls below half
+    sign = 1.0 if classify_image(image) == "fluorescence" else -1.0
+    count = int(labels.max()) if labels.size else 0
+    contrast = np.zeros(count)
+    occupied = labels > 0
+    if occupied.all():
+        return contrast  # no background pixel anywhere: nothing to compare with
+    background = float(np.median(light[~occupied])) if sign > 0 else None
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    height, width = labels.shape
+    for index, window in enumerate(ndimage.find_objects(labels), start=1):
+        if window is None:
+            continue
+        radius = max(2, round(0.5 * np.sqrt(areas[index] / np.pi)))
+        y0, y1 = max(window[0].start - radius, 0), min(window[0].stop + radius, height)
+        x0, x1 = max(window[1].start - radius, 0), min(window[1].stop + radius, width)
+        inside = labels[y0:y1, x0:x1] == index
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        ring = cv2.dilate(inside.astype(np.uint8), disk).astype(bool) & ~occupied[y0:y1, x0:x1]
+        patch = light[y0:y1, x0:x1]
+        inner = patch[inside].mean()
+        measured = [sign * (inner - patch[ring].mean())] if ring.any() else []
+        if background is not None:
+            measured.append(inner - background)
+        contrast[index - 1] = max(measured, default=0.0)
+    return contrast
+
+
+def remove_inverted(labels, image, scores=None):
+    """Drop nuclei whose :func:`nucleus_contrast` is negative; renumber 1..N' (scores follow)."""
+    labels, scores = compact(np.asarray(labels), scores)
+    if labels.max() == 0:
+        return labels, scores
+    keep = np.concatenate([[False], nucleus_contrast(np.asarray(image), labels) >= 0])
+    return compact(np.where(keep[labels], labels, 0), scores)
+
+
 def keep_top(labels, max_count, scores=None):
     """Keep the ``max_count`` highest-scoring nuclei (largest ones without scores); renumber."""
     labels = np.asarray(labels)
@@ -145,12 +217,13 @@ def keep_top(labels, max_count, scores=None):
     return compact(np.where(keep[labels], labels, 0), scores)
 
 
-def postprocess(labels, scores=None, config=None):
+def postprocess(labels, scores=None, config=None, image=None):
     """Run the switched-on steps of ``config`` (a PostprocessConfig).
 
     Args:
         labels: int [H, W], 0 = background, ids 1..N.
         scores: float [N] per nucleus, or None.
+        image: uint8 [H, W, 3] the labels are of; needed by ``drop_inverted``.
 
     Returns:
         (labels int32 [H, W] ids 1..N', scores float32 [N'] or None).
@@ -165,6 +238,10 @@ def postprocess(labels, scores=None, config=None):
         labels, scores = closing(labels, config.closing, scores)
     if config.min_size:
         labels, scores = remove_small(labels, config.min_size, scores)
+    if config.drop_inverted:
+        if image is None:
+            raise NucleiError("post-processing drop_inverted needs the image")
+        labels, scores = remove_inverted(labels, image, scores)
     if config.max_count:
         labels, scores = keep_top(labels, config.max_count, scores)
     if config.dilate:

@@ -37,6 +37,7 @@ POSTPROCESS_CANDIDATES = {
     "min_size": [0, 8, 16, 32, 48, 64, 96],
     "min_score": [0.0, 0.6, 0.7, 0.8, 0.9],
     "dilate": [0, 1, 2, 3],
+    "drop_inverted": [False, True],
 }
 
 
@@ -153,7 +154,7 @@ def mean_score(samples: list, predict: Callable) -> float:
 SEARCH_SPACES = ("small", "full")
 SMALL_THRESHOLDS = ("foreground_threshold", "seed_threshold")
 SMALL_ENSEMBLE = ("foreground_threshold", "mrcnn_min_score")
-SMALL_POSTPROCESS = ("min_size", "min_score", "closing")
+SMALL_POSTPROCESS = ("min_size", "min_score", "closing", "drop_inverted")
 
 
 def search_space(kind: str, space: str = "full", distance_head: bool = False
@@ -232,7 +233,7 @@ class _SettingScores:
                 labels = self.decode(self.samples[image_id], decode_params)[0]
             else:
                 labels = postprocess(*self._decoded(image_id, decode_params),
-                                     PostprocessConfig.from_dict(post_params))[0]
+                                     PostprocessConfig.from_dict(post_params), self.samples[image_id].image)[0]
             self.scores[key] = float(image_score(self.samples[image_id].labels, labels)["score"])
         return self.scores[key]
 

@@ -6,8 +6,8 @@ from scipy import ndimage
 
 from preprocessing.errors import NucleiError
 from preprocessing.labels import compact, remove_small
-from tools.inference.postprocess import (PostprocessConfig, closing, dilate, fill_holes, keep_top, postprocess,
-                                         remove_unsure)
+from tools.inference.postprocess import (PostprocessConfig, closing, dilate, fill_holes, keep_top, nucleus_contrast,
+                                         postprocess, remove_inverted, remove_unsure)
 
 
 def _touching_pair():
@@ -104,3 +104,62 @@ def test_postprocess_default_is_identity_and_config_validates():
     out, scores = postprocess(labels, np.array([0.1, 0.9, 0.8]), config)
     assert out.max() == 2 and list(np.round(scores, 2)) == [0.9, 0.8]
     assert PostprocessConfig.from_dict(config.to_dict()) == config
+
+
+def _discs_image(background, nucleus, pale):
+    """A grey or coloured uint8 [60, 90, 3] image with a dark-or-bright nucleus at (30, 20), a
+    pale-or-dim blob at (30, 65), and labels outlining both (ids 1, 2)."""
+    yy, xx = np.mgrid[:60, :90]
+    first = (yy - 30) ** 2 + (xx - 20) ** 2 <= 64
+    second = (yy - 30) ** 2 + (xx - 65) ** 2 <= 64
+    image = np.empty((60, 90, 3), np.uint8)
+    image[:] = background
+    image[first] = nucleus
+    image[second] = pale
+    return image, first.astype(np.int32) + 2 * second.astype(np.int32)
+
+
+@pytest.mark.parametrize("background, nucleus, pale", [
+    ((200, 140, 190), (90, 40, 120), (235, 225, 235)),  # H&E: purple nucleus, pale goblet cell on pink
+    ((20, 20, 20), (200, 200, 200), (5, 5, 5)),         # fluorescence: bright nucleus, dark hole
+])
+def test_inverted_nuclei_are_dropped_by_the_kind_of_image(background, nucleus, pale):
+    image, labels = _discs_image(background, nucleus, pale)
+    contrast = nucleus_contrast(image, labels)
+    assert contrast[0] > 0.1 and contrast[1] < -0.05
+    out, scores = remove_inverted(labels, image, np.array([0.9, 0.95], np.float32))
+    assert out.max() == 1 and (out == 1).sum() == (labels == 1).sum() and list(scores) == [np.float32(0.9)]
+    np.testing.assert_array_equal(out == 1, labels == 1)
+
+
+def test_dense_tissue_darker_than_half_still_counts_as_stained():
+    # mean lightness under 0.5 (the inversion rule's cut) and still a stained image: kind decides
+    image, labels = _discs_image((120, 60, 110), (40, 10, 60), (170, 150, 170))
+    assert nucleus_contrast(image, labels)[0] > 0 > nucleus_contrast(image, labels)[1]
+
+
+def test_a_nucleus_enclosed_by_others_is_kept_and_the_step_needs_the_image():
+    labels = np.ones((30, 30), np.int32)
+    labels[10:20, 10:20] = 2  # nucleus 2 touches nothing but nucleus 1: no free ring
+    image = np.full((30, 30, 3), 200, np.uint8)
+    image[10:20, 10:20] = 250  # lighter than around it, on a light background
+    assert nucleus_contrast(image, labels)[1] == 0
+    assert remove_inverted(labels, image)[0].max() == 2
+    with pytest.raises(NucleiError, match="needs the image"):
+        postprocess(labels, None, PostprocessConfig(drop_inverted=True))
+    with pytest.raises(NucleiError, match="differ in size"):
+        nucleus_contrast(image[:20], labels)
+    out, _ = postprocess(labels, None, PostprocessConfig(drop_inverted=True), image)
+    assert out.max() == 2
+
+
+def test_a_dim_fluorescent_nucleus_beside_a_bright_band_is_kept():
+    # darker than its ring (half of it the saturated band), brighter than the dark background
+    image = np.full((60, 90, 3), 10, np.uint8)
+    image[:, 40:60] = 255
+    yy, xx = np.mgrid[:60, :90]
+    nucleus = (yy - 30) ** 2 + (xx - 38) ** 2 <= 36  # touching the band
+    image[nucleus] = 90
+    labels = nucleus.astype(np.int32)
+    assert nucleus_contrast(image, labels)[0] > 0
+    assert remove_inverted(labels, image)[0].max() == 1
