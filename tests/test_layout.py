@@ -49,3 +49,13 @@ def test_make_bench_runs_its_quick_benchmark():
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "all benchmarks ran" in run.stdout
+
+
+def test_every_shipped_weights_file_is_here():
+    # bench/gpu_travel.py's branch leaves some out for a GPU call; a checkout left on it is not a release
+    shipped = ("unet.weights.h5", "unet.stain.weights.h5", "mrcnn.weights.h5", "mrcnn.stain.weights.h5",
+               "mobilenetv2_imagenet.weights.h5")
+    missing = [name for name in shipped if not (ROOT / "weights" / name).is_file()]
+    assert not missing, f"weights/ lacks {missing} (left on the gpu-travel branch? python bench/gpu_travel.py leave)"
+    readme = (ROOT / "weights" / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}" in readme for name in shipped)  # and each is documented
