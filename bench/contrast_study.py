@@ -1,6 +1,6 @@
-"""Are the predicted nuclei that are lighter than their surroundings (on light backgrounds), or
-darker (on dark ones), mostly false positives? (issue 9: the held-out H&E scans show pale goblet
-cells and vacuoles outlined as nuclei.)
+"""Are the predicted nuclei that stand out the wrong way for their kind of image (lighter than
+their surroundings in stained images, darker in fluorescence) mostly false positives? (issue 9:
+the held-out H&E scans show pale goblet cells and vacuoles outlined as nuclei.)
 
 For each predicted nucleus, tools.inference.postprocess.nucleus_contrast: how it stands out from a
 ring around it, signed so that positive means "as a nucleus should" (darker in stained images,
@@ -38,17 +38,9 @@ def matched(true_labels: np.ndarray, pred_labels: np.ndarray) -> np.ndarray:
     return iou.max(axis=0) > 0.5
 
 
-def drop(labels: np.ndarray, remove: np.ndarray) -> np.ndarray:
-    from preprocessing.labels import relabel_consecutive
-
-    lookup = np.arange(len(remove) + 1)
-    lookup[1:][remove] = 0
-    return relabel_consecutive(lookup[labels])
-
-
 def study(pipeline, pairs, domains=None):
     from preprocessing.labels import relabel_consecutive
-    from tools.inference.postprocess import nucleus_contrast
+    from tools.inference.postprocess import nucleus_contrast, remove_inverted
     from tools.inference.tuning import objective
     from tools.kaggle.metric import image_score
 
@@ -63,7 +55,7 @@ def study(pipeline, pairs, domains=None):
         wrong += int(remove.sum())
         wrong_true += int((remove & is_true).sum())
         before[image_id] = float(image_score(labels, predicted)["score"])
-        after[image_id] = float(image_score(labels, drop(predicted, remove))["score"])
+        after[image_id] = float(image_score(labels, remove_inverted(predicted, image)[0])["score"])
         per.append({"image": image_id, "found": len(contrast), "wrong_sign": int(remove.sum()),
                     "wrong_sign_true": int((remove & is_true).sum()),
                     "contrast_true": contrast[is_true].round(4).tolist(),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 LIMIT_BYTES = 64 * 2 ** 20  # the device tool's limit on what travels per call
 BRANCH = "gpu-travel"
-MARKER = "gpu-travel-from"  # in .git/: the branch `enter` left
+MARKER = "gpu-travel-from"  # in .git/: the branch `enter` left and the travel branch's commit
 
 
 def git(root: Path, *args: str) -> str:
@@ -42,7 +42,7 @@ def repository_root(start: Path) -> Path:
 
 
 def marker_path(root: Path) -> Path:
-    """.git/gpu-travel-from: the branch ``enter`` left, read by ``leave``."""
+    """.git/gpu-travel-from: the branch ``enter`` left and the commit it made, read by ``leave``."""
     return root / git(root, "rev-parse", "--git-dir").strip() / MARKER  # (an absolute git dir stays itself)
 
 
@@ -107,10 +107,10 @@ def enter(root: Path, warm_from: str, keep: list[str], carry: list[str]) -> int:
         sys.exit(f"a branch {BRANCH} exists from an earlier `enter`: `git branch -D {BRANCH}` if it holds nothing you need")
     unused = unused_weights(root, warm_from, keep)
     git(root, "switch", "-q", "-c", BRANCH)
-    marker_path(root).write_text(current + "\n")
     if unused:
         git(root, "rm", "-q", "--", *unused)
         git(root, "commit", "-q", "-m", f"GPU travel: without {', '.join(unused)} (bench/gpu_travel.py)")
+    marker_path(root).write_text(f"{current}\n{git(root, 'rev-parse', 'HEAD').strip()}\n")
     print(f"on branch {BRANCH} (from {current}), without: {', '.join(unused) or 'nothing'}")
     fits = report(travelling_files(root, carry), carry)
     print("after the device call: python bench/gpu_travel.py leave")
@@ -121,7 +121,10 @@ def leave(root: Path) -> int:
     marker = marker_path(root)
     if not marker.is_file():
         sys.exit(f"no `enter` to leave ({marker} absent)")
-    origin = marker.read_text().strip()
+    origin, travel_commit = marker.read_text().split()
+    if git(root, "rev-parse", BRANCH).strip() != travel_commit:  # -D below would lose those commits
+        sys.exit(f"{BRANCH} holds commits `enter` did not make: move them to {origin} "
+                 f"(git cherry-pick), then `git branch -D {BRANCH}` and `rm {marker}`")
     if git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH:
         if git(root, "status", "--porcelain", "--untracked-files=no").strip():
             sys.exit(f"uncommitted changes on {BRANCH}: commit them to {origin} yourself, then `leave`")

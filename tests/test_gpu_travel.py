@@ -88,3 +88,12 @@ def test_check_fails_over_the_limit(repo):
         f.truncate(65 * 2 ** 20)  # sparse: no real disk use
     done = travel(repo, "check", "--carry", ".gpu")
     assert done.returncode == 1 and "TOO LARGE" in done.stdout
+
+
+def test_leave_refuses_to_delete_commits_made_on_the_travel_branch(repo):
+    assert travel(repo, "enter", "--carry", ".gpu").returncode == 0
+    (repo / "code.py").write_text("print(3)\n")
+    git(repo, "commit", "-q", "-am", "work on the wrong branch")
+    done = travel(repo, "leave")
+    assert done.returncode != 0 and "did not make" in done.stderr
+    assert "gpu-travel" in git(repo, "branch", "--list")  # nothing deleted
