@@ -148,6 +148,20 @@ def _to_rgb(array, path):
     raise NucleiError(f"image has {channels} channels, expected 1 to 4", path)
 
 
+def _read_tiff_with_opencv(path):
+    """The first page of a TIFF as stored, channels in RGB(A) order, or None if OpenCV cannot."""
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None or array.size == 0:
+        return None
+    if array.ndim == 3 and array.shape[2] == 3:
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+    return array
+
+
 def read_array(path):
     """Read an image file into a numpy array as stored (no channel or dtype changes).
 
@@ -163,7 +177,11 @@ def read_array(path):
         try:
             array = tifffile.imread(path)
         except Exception as error:  # tifffile raises many types
-            raise NucleiError(f"cannot read TIFF: {error}", path) from None
+            # compressed TIFFs (LZW, Deflate, JPEG: OpenCV's and ImageJ's defaults) need the
+            # optional imagecodecs package in tifffile; OpenCV decodes them itself
+            array = _read_tiff_with_opencv(path)
+            if array is None:
+                raise NucleiError(f"cannot read TIFF: {error}", path) from None
         if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] > 4:
             array = np.moveaxis(array, 0, -1)  # channels-first TIFF
         return array

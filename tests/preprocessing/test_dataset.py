@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from preprocessing.dataset import load_dataset, read_image, read_masks, save_labels_layout
+from preprocessing.dataset import load_dataset, read_array, read_image, read_masks, save_labels_layout
 from preprocessing.errors import NucleiError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "stage1_train"
@@ -238,6 +238,26 @@ def test_tiff_loads(tmp_path):
     image = read_image(path)
     assert_rgb_uint8(image)
     assert image.min() == 0 and image.max() == 255
+
+
+def test_compressed_colour_tiff_loads_without_imagecodecs_in_rgb_order(tmp_path):
+    # OpenCV writes LZW TIFFs, which tifffile cannot decode without imagecodecs
+    import cv2
+
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    rgb[5:10, 5:10, 2] = 90
+    path = tmp_path / "lzw.tif"
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert tifffile.TiffFile(path).pages[0].compression != 1  # compressed, as the case needs
+    np.testing.assert_array_equal(read_array(path), rgb)
+
+
+def test_unreadable_tiff_names_the_file(tmp_path):
+    path = tmp_path / "broken.tif"
+    path.write_bytes(b"II*\x00" + b"\x00" * 20)
+    with pytest.raises(NucleiError, match="broken.tif"):
+        read_image(path)
 
 
 def test_flat_folder_of_images_has_no_labels(tmp_path):
