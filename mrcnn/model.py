@@ -493,3 +493,50 @@ def warm_start_cascade(model: MaskRCNN, path, config: Config | None = None) -> d
             variable.assign(value)
         report["copied" if source == name else "from_first_stage"].append(name)
     return report
+
+
+def warm_start_finer_masks(model: MaskRCNN, path, config: Config | None = None) -> dict[str, list[str]]:
+    """Start a model with a finer mask head (MASK_SHAPE 56) from a trained one with a coarser (28).
+
+    Every layer of the stored model (``path`` + the JSON beside it, or ``config``) is copied into
+    the same-named layer of ``model``; the mask head's extra 2x upsamplings
+    (``mrcnn_mask_deconv2`` ...) start as nearest-neighbour upsampling: the identity matrix at
+    each of the 2x2 kernel positions and zero bias, exact because their input has passed a ReLU.
+    So ``model``'s mask logits start as the stored model's, each repeated over a 2x2 block, and
+    training refines them from there rather than from noise. Both models must have the same
+    architecture otherwise (a shape mismatch raises).
+
+    Returns:
+        {'copied': layer names, 'nearest_upsampling': the extra upsampling layers}.
+    """
+    from mrcnn.weights import named_weights
+
+    if config is None:
+        config_path = config_path_for(Path(path))
+        if not config_path.is_file():
+            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
+        config = Config.load(config_path)
+    if config.MASK_UPSAMPLINGS >= model.config.MASK_UPSAMPLINGS:
+        raise NucleiError(f"warm_start_finer_masks needs a model with finer masks than the stored "
+                          f"{tuple(config.MASK_SHAPE)} (the model's: {tuple(model.config.MASK_SHAPE)})", path)
+    stored = named_weights(load_model(path, config))
+    report = {"copied": [], "nearest_upsampling": []}
+    for name, layer in named_weights(model).items():
+        if name not in stored:
+            if not re.fullmatch(r"mrcnn_mask_deconv\d+", name):
+                raise NucleiError(f"layer {name!r} has no counterpart in the stored model "
+                                  f"(another architecture?)", path)
+            kernel, bias = layer.weights  # kernel [2, 2, out, in], out == in
+            eye = np.eye(kernel.shape[2], kernel.shape[3], dtype="float32")
+            kernel.assign(np.broadcast_to(eye, tuple(kernel.shape)))
+            bias.assign(np.zeros(tuple(bias.shape), "float32"))
+            report["nearest_upsampling"].append(name)
+            continue
+        values = [v.numpy() for v in stored[name].weights]
+        if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in layer.weights]:
+            raise NucleiError(f"layer {name!r}: the stored model's weights have other shapes "
+                              f"(another architecture?)", path)
+        for variable, value in zip(layer.weights, values):
+            variable.assign(value)
+        report["copied"].append(name)
+    return report

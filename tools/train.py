@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     mrcnn.add_argument("--cascade-from", metavar="WEIGHTS",
                        help="start a --cascade model from a single-stage model (e.g. weights/mrcnn.weights.h5 "
                             "with --config weights/mrcnn.json): every stage's box head from its box head")
+    mrcnn.add_argument("--mask-shape", type=int, choices=(28, 56),
+                       help="side of the mask head's output (default: the config's, 28); 56 with --warm-start "
+                            "from a 28 model starts its extra upsampling as nearest-neighbour")
     mrcnn.add_argument("--mask-paste", choices=("soft", "binary"),
                        help="masks pasted into their boxes as probabilities, thresholded after (soft, default), "
                             "or thresholded first (binary)")
@@ -215,6 +218,8 @@ def mrcnn_task(args: argparse.Namespace, run_dir: Path) -> Any:
     from tools.engine.tasks import MrcnnTask
 
     overrides = {field: getattr(args, name) for name, field in MRCNN_FIELDS.items() if getattr(args, name) is not None}
+    if args.mask_shape is not None:
+        overrides["MASK_SHAPE"] = (args.mask_shape, args.mask_shape)
     if args.resume and (run_dir / "config.json").is_file():
         config = resumed_config(Config.load(run_dir / "config.json"), overrides, run_dir)
     else:

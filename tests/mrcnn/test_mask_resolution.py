@@ -50,3 +50,35 @@ def test_56_mask_config_builds_and_trains_one_step(pool):
     assert not np.allclose(model.mask_head.out.kernel.numpy(), before)  # the step reached the mask head
     out = model.infer(np.zeros((1, 64, 64, 3), np.float32))
     assert out["masks"].shape == (1, config.DETECTION_MAX_INSTANCES, 56, 56)
+
+
+def test_finer_masks_start_as_the_coarse_model_upsampled(tmp_path):
+    from mrcnn.model import warm_start_finer_masks
+    from preprocessing.errors import NucleiError
+    from tools.engine.tasks import MrcnnTask
+
+    keras.utils.set_random_seed(3)
+    coarse = MaskRCNN(TinyConfig())
+    coarse.save_model(tmp_path / "c.weights.h5")
+    config = TinyConfig(MASK_SHAPE=(56, 56))
+    fine = MaskRCNN(config)
+    report = warm_start_finer_masks(fine, tmp_path / "c.weights.h5")
+    extra = range(coarse.config.MASK_UPSAMPLINGS + 1, config.MASK_UPSAMPLINGS + 1)
+    assert sorted(report["nearest_upsampling"]) == [f"mrcnn_mask_deconv{k}" for k in extra] and len(extra) >= 1
+    pool, channels = config.MASK_POOL_SIZE, coarse.mask_head.conv_layers[0].kernel.shape[2]
+    pooled = np.random.default_rng(0).normal(size=(1, 3, pool, pool, channels))
+    pooled = pooled.astype(np.float32)
+    logits_28 = ops.convert_to_numpy(coarse.mask_head(pooled))
+    logits_56 = ops.convert_to_numpy(fine.mask_head(pooled))
+    factor = 56 // logits_28.shape[2]
+    assert logits_56.shape == (1, 3, 56, 56, 2)
+    np.testing.assert_allclose(logits_56, logits_28.repeat(factor, axis=2).repeat(factor, axis=3), rtol=1e-5, atol=1e-5)
+    # a random extra upsampling would not: the identity start is what makes the two agree
+    assert not np.allclose(ops.convert_to_numpy(MaskRCNN(config).mask_head(pooled)), logits_56, atol=1e-3)
+    with pytest.raises(NucleiError, match="finer masks"):
+        warm_start_finer_masks(coarse, tmp_path / "c.weights.h5")
+    # the training task takes this path when --warm-start meets a coarser model
+    again = MaskRCNN(config)
+    assert MrcnnTask(config).warm_start_without_heads(again, tmp_path / "c.weights.h5")
+    np.testing.assert_allclose(ops.convert_to_numpy(again.mask_head(pooled)), logits_56, atol=1e-6)
+    assert not MrcnnTask(TinyConfig()).warm_start_without_heads(MaskRCNN(TinyConfig()), tmp_path / "c.weights.h5")

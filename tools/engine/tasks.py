@@ -205,6 +205,24 @@ class MrcnnTask(_Scaled):
         model.compile_for_training(self.learning_rate, self.layers)
         return model
 
+    def warm_start_without_heads(self, model: keras.Model, path: Path) -> bool:
+        """With a finer mask head (MASK_SHAPE 56) than ``path``'s model (28), start from it: its
+        layers copied, the extra upsampling as nearest-neighbour (mrcnn.model.warm_start_finer_masks).
+        False when that does not apply."""
+        from mrcnn.model import warm_start_finer_masks
+        from preprocessing.settings import config_path_for
+
+        config_path = config_path_for(path)
+        if not config_path.is_file():
+            return False
+        stored = Config.load(config_path)
+        if stored.MASK_UPSAMPLINGS >= self.config.MASK_UPSAMPLINGS:
+            return False
+        report = warm_start_finer_masks(model, path, stored)
+        print(f"warm start: {path.name} has {tuple(stored.MASK_SHAPE)} masks; "
+              f"{', '.join(report['nearest_upsampling'])} start as nearest-neighbour upsampling")
+        return True
+
     def export(self, checkpoint: Path, stem: Path) -> Path:
         """Write STEM.weights.h5 (weights only: checkpoints also hold the optimizer's
         variables, 3x the size) + STEM.json from a checkpoint."""
