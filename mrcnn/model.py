@@ -444,11 +444,7 @@ def load_model(path, config=None, precision="float32"):
             return keras.saving.load_model(path, safe_mode=True)
         except Exception as error:  # keras raises many kinds
             raise NucleiError(f"cannot load the .keras model: {error}", path) from None
-    if config is None:
-        config_path = config_path_for(path)
-        if not config_path.is_file():
-            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
-        config = Config.load(config_path)
+    config = config or _config_beside(path)
     # the file holds the whole model, backbone included: skip the ImageNet backbone file
     model = MaskRCNN(config.replace(BACKBONE_WEIGHTS=None), precision=precision)
     try:
@@ -457,6 +453,23 @@ def load_model(path, config=None, precision="float32"):
         raise NucleiError(f"these weights do not fit the Mask R-CNN of its config "
                           f"({str(error).splitlines()[0][:200]})", path) from None
     return model
+
+
+def _config_beside(path) -> Config:
+    config_path = config_path_for(Path(path))
+    if not config_path.is_file():
+        raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
+    return Config.load(config_path)
+
+
+def _copy_weights(source, layer, path) -> None:
+    """``source`` layer's weights into ``layer`` (a stored model's, ``path``); other shapes raise."""
+    values = [v.numpy() for v in source.weights]
+    if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in layer.weights]:
+        raise NucleiError(f"layer {layer.name!r}: the stored model's weights have other shapes "
+                          f"(another architecture?)", path)
+    for variable, value in zip(layer.weights, values):
+        variable.assign(value)
 
 
 def warm_start_cascade(model: MaskRCNN, path, config: Config | None = None) -> dict[str, list[str]]:
@@ -474,23 +487,14 @@ def warm_start_cascade(model: MaskRCNN, path, config: Config | None = None) -> d
 
     if len(model.stages) == 1:
         raise NucleiError("warm_start_cascade needs a model with CASCADE_STAGES > 1")
-    if config is None:
-        config_path = config_path_for(Path(path))
-        if not config_path.is_file():
-            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
-        config = Config.load(config_path)
+    config = config or _config_beside(path)
     stored = named_weights(load_model(path, config.replace(CASCADE_STAGES=1)))
     report = {"copied": [], "from_first_stage": []}
     for name, layer in named_weights(model).items():
         source = name if name in stored else re.sub(r"_stage\d+$", "", name)
         if source not in stored:
             raise NucleiError(f"layer {name!r} has no counterpart in the single-stage model", path)
-        values = [v.numpy() for v in stored[source].weights]
-        if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in layer.weights]:
-            raise NucleiError(f"layer {name!r}: the single-stage model's weights have other shapes "
-                              f"(another architecture?)", path)
-        for variable, value in zip(layer.weights, values):
-            variable.assign(value)
+        _copy_weights(stored[source], layer, path)
         report["copied" if source == name else "from_first_stage"].append(name)
     return report
 
@@ -511,11 +515,7 @@ def warm_start_finer_masks(model: MaskRCNN, path, config: Config | None = None) 
     """
     from mrcnn.weights import named_weights
 
-    if config is None:
-        config_path = config_path_for(Path(path))
-        if not config_path.is_file():
-            raise NucleiError(f"config not found beside the weights (expected {config_path.name})", path)
-        config = Config.load(config_path)
+    config = config or _config_beside(path)
     if config.MASK_UPSAMPLINGS >= model.config.MASK_UPSAMPLINGS:
         raise NucleiError(f"warm_start_finer_masks needs a model with finer masks than the stored "
                           f"{tuple(config.MASK_SHAPE)} (the model's: {tuple(model.config.MASK_SHAPE)})", path)
@@ -532,11 +532,6 @@ def warm_start_finer_masks(model: MaskRCNN, path, config: Config | None = None) 
             bias.assign(np.zeros(tuple(bias.shape), "float32"))
             report["nearest_upsampling"].append(name)
             continue
-        values = [v.numpy() for v in stored[name].weights]
-        if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in layer.weights]:
-            raise NucleiError(f"layer {name!r}: the stored model's weights have other shapes "
-                              f"(another architecture?)", path)
-        for variable, value in zip(layer.weights, values):
-            variable.assign(value)
+        _copy_weights(stored[name], layer, path)
         report["copied"].append(name)
     return report
