@@ -216,7 +216,8 @@ def train(task: Any, options: TrainOptions, run_dir: str | Path, resume: bool = 
             try:
                 _load_checkpoint(model, Path(options.warm_start), "--warm-start weights")
             except NucleiError:
-                # a model with an extra head may start from one without it (UNetTask)
+                # a model with an extra head may start from one without it (UNetTask), or with
+                # finer masks from one with coarser (MrcnnTask)
                 if not (hasattr(task, "warm_start_without_heads") and task.warm_start_without_heads(
                         model, Path(options.warm_start))):
                     raise
