@@ -19,11 +19,12 @@ demo: setup
 	$(PY) -m tools.demo
 
 # one test process per core (TEST_WORKERS=0: one process); a file's tests stay in one process,
-# so its module fixtures are built once
+# so its module fixtures are built once; files start in collection order, the long ones first
+# (tests/conftest.py, LONG_FILES)
 TEST_WORKERS ?= auto
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 bench: setup
 	$(PY) bench/run_all.py

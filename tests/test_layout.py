@@ -59,3 +59,17 @@ def test_every_shipped_weights_file_is_here():
     assert not missing, f"weights/ lacks {missing} (left on the gpu-travel branch? python bench/gpu_travel.py leave)"
     readme = (ROOT / "weights" / "README.md").read_text(encoding="utf-8")
     assert all(f"`{name}" in readme for name in shipped)  # and each is documented
+
+
+def test_the_long_test_files_exist_and_are_collected_first(request):
+    from tests.conftest import LONG_FILES
+
+    missing = [name for name in LONG_FILES if not (ROOT / name).is_file()]
+    assert not missing, f"tests/conftest.py LONG_FILES names files that are gone: {missing}"
+    order = [Path(item.path).resolve().relative_to(ROOT).as_posix() for item in request.session.items]
+    files = list(dict.fromkeys(order))  # first appearance of each file, in run order
+    if len(files) > len(LONG_FILES):  # the whole suite collected (not one file alone)
+        first = files[:len(LONG_FILES)]
+        assert set(first) == set(LONG_FILES)
+        costs = [LONG_FILES[name] for name in first]
+        assert costs == sorted(costs, reverse=True), first
