@@ -24,7 +24,6 @@ the shipped params, single pass. Scores are domain-balanced as elsewhere.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

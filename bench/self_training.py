@@ -18,7 +18,7 @@ are known, so the adaptation can be scored. Steps:
      shipped training split (about half the crops come from the target images);
    * ``pseudo-4+``: the same, training the backbone's stages 4 and 5 as well (``--layers 4+``);
    a run WORK already holds is scored without training again;
-3. the shipped model and both runs, single pass with the shipped params, are scored on the
+3. the shipped pipeline and each run, single pass with the shipped params, are scored on the
    target images (the figure self-training is for), on the validation images (the pseudo run saw
    shifted copies of them, so that figure is not clean) and on the bundled sample (clean).
 
@@ -77,6 +77,7 @@ def main() -> int:
     from preprocessing.settings import read_json
     from preprocessing.split import read_split, save_split
     from tools.inference.models import build_pipeline
+    from tools.inference.tuning import objective
     from tools.kaggle.metric import dataset_score
 
     work = Path(args.work)
@@ -112,13 +113,13 @@ def main() -> int:
 
     params = ROOT / "weights" / "mrcnn.params.json"
     results = {}
+    # the shipped weights come with their stain model, so "shipped" is routed as shipped; the runs
+    # have none beside them and are one network each (bench/adabn_study.py scores that for the shipped)
     for name, weights in [("shipped", SHIPPED), *runs.items()]:
         pipeline = build_pipeline("mrcnn", weights=weights, params=params)
         predicted = {s.image_id: pipeline.predict(s.image)[0] for s in val + sample}
         row = score_settings({name: lambda s, predicted=predicted: predicted[s.image_id]}, val, domains, sample)[name]
         on_targets = dataset_score([(s.image_id, s.labels, pipeline.predict(s.image)[0]) for s in targets])
-        from tools.inference.tuning import objective
-
         row["target"] = on_targets["score"]
         row["target_balanced"] = objective({r["id"]: r["score"] for r in on_targets["per_image"]}, domains)
         row["target_per_iou"] = [float(v) for v in on_targets["per_threshold"]]
