@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     tta.add_argument("--no-stain-models", action="store_true",
                      help="predict unfamiliar stained images with the model itself, not with the stain-trained "
                           "X.stain.weights.h5 beside its weights (tools/inference/routing.py)")
+    tta.add_argument("--no-unfamiliar-params", action="store_true",
+                     help="decode images unlike every training acquisition with the same params as the rest, "
+                          "not with the params' 'unfamiliar' choices (the shipped Mask R-CNN's: 8-way TTA; "
+                          "tools/inference/params.py)")
     tta.add_argument("--max-memory", type=int, default=None, metavar="MB",
                      help="peak memory to aim at (default 3000): larger images are cut into tiles that fit")
     tta.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
@@ -173,6 +177,8 @@ def predict(args: argparse.Namespace) -> int:
                                use_shipped=not args.no_params)
     params = params.with_overrides(tta=args.tta, postprocess={name: getattr(args, name) for name in POSTPROCESS_FLAGS},
                                    max_memory=args.max_memory)
+    if args.no_unfamiliar_params:
+        params = params.replace(unfamiliar=None)
     precision = args.precision
     if precision == "bfloat16":
         from preprocessing.precision import cpu_has_bfloat16
@@ -187,7 +193,8 @@ def predict(args: argparse.Namespace) -> int:
     check_out_folder(args.out, run_settings(settings, args.images, args.shard or (1, 1), not args.no_overlays,
                                             not args.no_labels), args.resume)
     pipeline = build_pipeline(model, unet_weights=weights.get("unet"), mrcnn_weights=weights.get("mrcnn"),
-                              params=params, precision=precision, stain_models=not args.no_stain_models)
+                              params=params, precision=precision, stain_models=not args.no_stain_models,
+                              unfamiliar_params=not args.no_unfamiliar_params)
     truth = keep = None
     if args.labels:
         from preprocessing.dataset import load_dataset
@@ -203,6 +210,10 @@ def predict(args: argparse.Namespace) -> int:
         print(f"{pipeline.routed} unfamiliar stained image{'s' if pipeline.routed != 1 else ''} predicted by the "
               f"stain-trained model{'s' if len(stained) > 1 else ''} ({', '.join(p.name for p in stained.values())}; "
               "--no-stain-models: the shipped model alone)")
+    if getattr(pipeline, "unfamiliar_count", 0) and params.unfamiliar is not None:
+        print(f"{pipeline.unfamiliar_count} unfamiliar image{'s' if pipeline.unfamiliar_count != 1 else ''} decoded "
+              f"with the params' unfamiliar choices ({params.unfamiliar.tta}-way TTA, minimum score "
+              f"{params.unfamiliar.postprocess.min_score}; --no-unfamiliar-params: the same params for every image)")
     out = Path(args.out)
     if truth is not None:
         result = report_against_truth(truth, keep, out, args.sheet_images)

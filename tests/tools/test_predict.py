@@ -134,3 +134,22 @@ def test_fast_preset_is_the_bfloat16_mask_rcnn_where_the_cpu_has_it(monkeypatch,
     own = apply_preset(build_parser().parse_args(base + ["--preset", "fast", "--weights",
                                                           str(ROOT / "weights" / "unet.weights.h5")]))
     assert own.model == "unet" and own.precision == ("bfloat16" if native else "float32")
+
+
+def test_cli_decodes_a_flagged_image_with_the_unfamiliar_params_and_records_them(tmp_path):
+    import json
+
+    images = tmp_path / "images"
+    flagged = "9bb6e39d5f4415bc7554842ee5d1280403a602f2ba56122b87f453a62d37c06e"  # 260x347 grey: no training size
+    shutil.copytree(SAMPLE / flagged, images / flagged)
+    out = tmp_path / "out"
+    base = [str(PYTHON), "-m", "tools.predict", "--model", "mrcnn", "--images", str(images), "--out", str(out),
+            "--no-overlays", "--no-labels"]
+    run = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "1 unfamiliar image decoded with the params' unfamiliar choices (8-way TTA" in run.stdout, run.stdout
+    params = json.loads((out / "run.json").read_text())["settings"]["params"]
+    assert (params["tta"], params["unfamiliar"]["tta"]) == (1, 8)
+    again = subprocess.run(base + ["--resume", "--no-unfamiliar-params"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 2 and "params" in again.stderr, again.stderr  # other settings: refused

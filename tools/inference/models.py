@@ -23,7 +23,7 @@ from tools.inference.params import InferenceParams, load_params
 from tools.inference.pipeline import DenseModel, InferencePipeline, InstanceModel
 
 if TYPE_CHECKING:
-    from tools.inference.routing import StainRouter
+    from tools.inference.routing import UnfamiliarRouter
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_WEIGHTS = {"unet": WEIGHTS_DIR / "unet.weights.h5", "mrcnn": WEIGHTS_DIR / "mrcnn.weights.h5"}
@@ -108,7 +108,7 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
                    params: InferenceParams | str | Path | None = None, use_shipped_params: bool = True,
                    tta: int | None = None, postprocess: dict[str, Any] | None = None,
                    max_memory: int | None = None, precision: str = "float32",
-                   stain_models: bool = True) -> InferencePipeline | StainRouter:
+                   stain_models: bool = True, unfamiliar_params: bool = True) -> InferencePipeline | UnfamiliarRouter:
     """The inference pipeline for ``model`` ('unet', 'mrcnn' or 'ensemble').
 
     Args:
@@ -121,10 +121,13 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
             None: the params' own (3000 by default).
         precision: the networks' arithmetic, 'float32' or 'bfloat16' (see load_predictor).
         stain_models: where X.stain.weights.h5 lies beside a network's weights (with the
-            training_domains.json of weights/), wrap the pipeline in a
-            tools.inference.routing.StainRouter that sends unfamiliar stained images to the
-            stain-trained networks (loaded at the first such image), with the same params;
-            False: the one pipeline.
+            training_domains.json of weights/), send the colour images unlike every training
+            acquisition to the stain-trained networks (loaded at the first such image);
+            False: the shipped networks for every image.
+        unfamiliar_params: decode the images unlike every training acquisition with the
+            params' ``unfamiliar`` choices, where they have some (the shipped Mask R-CNN's:
+            8-way TTA); False: the same params for every image.
+        Either routing wraps the pipeline in a tools.inference.routing.UnfamiliarRouter.
     """
     if model not in MODELS:
         raise NucleiError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -140,17 +143,29 @@ def build_pipeline(model: str = "unet", weights: str | Path | None = None,
     mask_threshold = chosen.thresholds.get("mask_threshold") if model == "mrcnn" else None
     instance = (InstanceModel(load_predictor("mrcnn", mrcnn_weights, precision, mask_threshold=mask_threshold))
                 if model in ("mrcnn", "ensemble") else None)
+    if not unfamiliar_params:
+        chosen = chosen.replace(unfamiliar=None)
     pipeline = InferencePipeline(dense, instance, chosen)
     stained = stain_weights(model, unet_weights, mrcnn_weights) if stain_models else {}
-    reference = training_domains_for(network_weights(model, unet_weights, mrcnn_weights).values()) if stained else None
+    if not stained and chosen.unfamiliar is None:
+        return pipeline
+    reference = training_domains_for(network_weights(model, unet_weights, mrcnn_weights).values())
     if reference is None:
         return pipeline
-    from tools.inference.routing import StainRouter
+    from tools.inference.routing import UnfamiliarRouter
 
+    on_unfamiliar = chosen.for_unfamiliar_images().replace(unfamiliar=None)
+    unfamiliar = None
+    if chosen.unfamiliar is not None:
+        same_paste = (model != "mrcnn" or on_unfamiliar.thresholds.get("mask_threshold") == mask_threshold)
+        unfamiliar = (InferencePipeline(dense, instance, on_unfamiliar) if same_paste else
+                      build_pipeline(model, unet_weights=unet_weights, mrcnn_weights=mrcnn_weights,
+                                     params=on_unfamiliar, precision=precision, stain_models=False))
     networks = {**network_weights(model, unet_weights, mrcnn_weights), **stained}
-    return StainRouter(pipeline, lambda: build_pipeline(model, unet_weights=networks.get("unet"),
-                                                        mrcnn_weights=networks.get("mrcnn"), params=chosen,
-                                                        precision=precision, stain_models=False), reference)
+    build_stained = (lambda: build_pipeline(model, unet_weights=networks.get("unet"), mrcnn_weights=networks.get("mrcnn"),
+                                            params=on_unfamiliar, precision=precision, stain_models=False)
+                     ) if stained else None
+    return UnfamiliarRouter(pipeline, reference, build_stained, unfamiliar)
 
 
 def network_weights(model: str, unet_weights: str | Path | None = None,

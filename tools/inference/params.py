@@ -6,12 +6,20 @@ final validation uses (the defaults). On disk::
 
     {"kind": "inference_params",
      "config": {"tta": 1, "thresholds": {...}, "ensemble": {...}, "merge": {...}, "postprocess": {...},
-                "max_memory_mb": 3000},
+                "max_memory_mb": 3000,
+                "unfamiliar": null},  # or {"tta": 8, ...}: the choices for images unlike training
      "tuning": {...}}            # optional: how and on what the values were chosen
 
 Empty ``thresholds`` mean the U-Net config's own watershed thresholds. ``max_memory_mb``
 changes no result on images the budget lets through whole (up to the model's tile size,
 1024 pixels for the shipped models, with the default); larger images are tiled.
+
+``unfamiliar`` holds a second, complete set of these choices for the images that
+``tools.inference.folder.unfamiliar_image`` flags as farther from every training acquisition
+than any training image (tools.inference.routing applies it): a network is less sure of nuclei
+in an acquisition it never saw, and there 8-way TTA without a tight score cut wins where a
+single pass tuned on familiar images loses (bench/RESULTS.md, "Images unlike the training set
+get 8-way TTA").
 """
 
 from __future__ import annotations
@@ -76,6 +84,9 @@ class InferenceParams(Settings):
     # Peak memory (MB) prediction aims at: tile side and tiles per batch are chosen so the
     # runtime, the models, the image-size arrays and one network batch fit (tools.inference.pipeline).
     max_memory_mb: int = 3000
+    # The same choices (an object of these fields but this one) for images unlike every training
+    # acquisition; null: the choices above for every image.
+    unfamiliar: "InferenceParams | None" = None
 
     def validate(self) -> None:
         if isinstance(self.tta, bool) or not isinstance(self.tta, int) or not 1 <= self.tta <= MAX_TTA:
@@ -105,6 +116,17 @@ class InferenceParams(Settings):
                 setattr(self, name, cls.from_dict(value))
             elif not isinstance(value, cls):
                 raise NucleiError(f"inference {name} must be an object, got {value!r}")
+        if isinstance(self.unfamiliar, dict):
+            try:
+                self.unfamiliar = InferenceParams.from_dict(self.unfamiliar)
+            except NucleiError as error:
+                raise NucleiError(f"in the unfamiliar params: {error}") from None
+        if self.unfamiliar is not None:
+            if not isinstance(self.unfamiliar, InferenceParams):
+                raise NucleiError(f"inference unfamiliar must be an object of inference params or null, "
+                                  f"got {self.unfamiliar!r}")
+            if self.unfamiliar.unfamiliar is not None:
+                raise NucleiError("inference unfamiliar params cannot hold unfamiliar params of their own")
 
     @classmethod
     def upgrade(cls, document: Any) -> Any:
@@ -120,8 +142,13 @@ class InferenceParams(Settings):
     def with_overrides(self, tta: int | None = None, postprocess: dict[str, Any] | None = None,
                        max_memory: int | None = None) -> "InferenceParams":
         """A copy with command-line choices applied: ``tta``, post-processing fields and
-        ``max_memory`` (MB, --max-memory); None: keep."""
+        ``max_memory`` (MB, --max-memory); None: keep. They apply to the ``unfamiliar`` params
+        too: a choice made on the command line holds for every image."""
         changes: dict[str, Any] = {}
+        if self.unfamiliar is not None:
+            unfamiliar = self.unfamiliar.with_overrides(tta, postprocess, max_memory)
+            if unfamiliar is not self.unfamiliar:
+                changes["unfamiliar"] = unfamiliar.to_dict()
         if tta is not None:
             changes["tta"] = tta
         if max_memory is not None:
@@ -130,6 +157,11 @@ class InferenceParams(Settings):
         if post:
             changes["postprocess"] = {**self.postprocess.to_dict(), **post}
         return self.replace(**changes) if changes else self
+
+    def for_unfamiliar_images(self) -> "InferenceParams":
+        """The params for images unlike every training acquisition: ``unfamiliar``, or these
+        (without their ``unfamiliar``) when there are none."""
+        return self.unfamiliar if self.unfamiliar is not None else self
 
 
 def load_params(path: str | Path) -> InferenceParams:

@@ -1,15 +1,25 @@
-"""Stained images unlike every training acquisition go to a model trained for new stains.
+"""Images unlike every training acquisition get their own networks and params.
 
-The shipped models are chosen on the domain-balanced validation, where `--augment stain`
-(HED jitter, recolouring, zoom 0.5-2 with aspect; preprocessing.augment) costs a little; on
-colour images re-stained and magnified as the held-out H&E scans are (bench/protocols.py's
-"shifted" images), the stain-trained models win clearly (Mask R-CNN 0.238 -> 0.296 on the 10
-colour validation images; the session-15 file scored 0.286). Both are shipped:
-``X.stain.weights.h5`` beside ``X.weights.h5``, and a colour image that ``unfamiliar_image`` flags (farther from every
-training domain than any training image: a limit the training set sets, not a tuned number)
-is predicted by it. The validation and the bundled sample hold no such image, so their scores
-are unchanged; grey unfamiliar images stay with the shipped model (the stain model is no better
-on grey, and was not trained for them).
+``unfamiliar_image`` (tools.inference.folder) flags an image farther from every training
+domain than any training image (a limit the training set sets, not a tuned number). Two
+things change for such an image, each where the weights folder provides it:
+
+* **stained (colour) images go to a model trained for new stains**, ``X.stain.weights.h5``
+  beside ``X.weights.h5``. The shipped models are chosen on the domain-balanced validation,
+  where `--augment stain` (HED jitter, recolouring, zoom 0.5-2 with aspect;
+  preprocessing.augment) costs a little; on colour images re-stained and magnified as the
+  held-out H&E scans are (bench/protocols.py's "shifted" images), the stain-trained models win
+  clearly (Mask R-CNN 0.238 -> 0.296 on the 10 colour validation images). Grey unfamiliar
+  images stay with the shipped networks (the stain model is no better on grey, and was not
+  trained for them).
+* **every flagged image is decoded with the params' ``unfamiliar`` choices**
+  (tools.inference.params), colour or grey: for the shipped Mask R-CNN 8-way TTA with a
+  minimum score of 0.6 instead of a single pass cut at 0.8, since a network is less sure of
+  nuclei in an acquisition it never saw (bench/RESULTS.md, "Images unlike the training set
+  get 8-way TTA").
+
+The validation and the bundled sample's colour images hold no flagged image; one grey sample
+image is flagged.
 """
 
 from __future__ import annotations
@@ -35,30 +45,46 @@ def goes_to_stain_model(image: np.ndarray, reference: dict) -> bool:
     """True for a stained (colour) image unlike every training acquisition.
 
     image: uint8 [H, W, 3]; reference: preprocessing.domains.domain_reference's dict."""
+    return route_of(image, reference) == "stained"
+
+
+def route_of(image: np.ndarray, reference: dict) -> str:
+    """'familiar', 'stained' (a colour image unlike every training acquisition) or 'unfamiliar'
+    (a grey one) for uint8 [H, W, 3] ``image``."""
     from preprocessing.image_types import classify_image
     from tools.inference.folder import unfamiliar_image
 
-    return classify_image(image) == "histology" and unfamiliar_image(image, reference) is not None
+    if unfamiliar_image(image, reference) is None:
+        return "familiar"
+    return "stained" if classify_image(image) == "histology" else "unfamiliar"
 
 
-class StainRouter:
-    """``predict(image)`` by the stain pipeline for the images :func:`goes_to_stain_model` picks,
-    by ``familiar`` otherwise; every other attribute is the familiar pipeline's (its params, its
-    networks: tuning and exports see the shipped model).
+class UnfamiliarRouter:
+    """``predict(image)`` by the pipeline of the image's :func:`route_of`; every other attribute
+    is the familiar pipeline's (its params, its networks: tuning and exports see the shipped model).
 
     Args:
-        build_stained: makes the stain pipeline; called once, at the first image that needs it
-            (a folder without unfamiliar stained images never loads the second networks).
+        familiar: the pipeline for images like the training set's.
+        reference: preprocessing.domains.domain_reference's dict.
+        build_stained: makes the pipeline for unfamiliar colour images (the stain networks,
+            the unfamiliar params); called once, at the first image that needs it (a folder
+            without such images never loads the second networks). None: ``unfamiliar`` takes them.
+        unfamiliar: the pipeline for the other flagged images (the shipped networks, the
+            unfamiliar params); None: ``familiar`` takes them.
 
     Attributes:
-        routed: how many images went to the stain model so far.
+        routed: images that went to the stain pipeline so far.
+        unfamiliar_count: flagged images so far, colour or grey.
     """
 
-    def __init__(self, familiar: Any, build_stained: Callable[[], Any], reference: dict):
+    def __init__(self, familiar: Any, reference: dict, build_stained: Callable[[], Any] | None = None,
+                 unfamiliar: Any = None):
         self.familiar = familiar
-        self.build_stained = build_stained
         self.reference = reference
+        self.build_stained = build_stained
+        self.unfamiliar = unfamiliar
         self.routed = 0
+        self.unfamiliar_count = 0
         self._stained = None
 
     @property
@@ -68,14 +94,23 @@ class StainRouter:
             self._stained = self.build_stained()
         return self._stained
 
+    def pipeline_for(self, image: np.ndarray) -> Any:
+        """The pipeline that predicts uint8 [H, W, 3] ``image`` (counted as used)."""
+        route = route_of(image, self.reference)
+        if route == "familiar":
+            return self.familiar
+        self.unfamiliar_count += 1
+        if route == "stained" and self.build_stained is not None:
+            self.routed += 1
+            return self.stained
+        return self.unfamiliar if self.unfamiliar is not None else self.familiar
+
     def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 [H, W, 3] -> (int32 labels [H, W], float32 scores [N]), as InferencePipeline.predict."""
-        if goes_to_stain_model(image, self.reference):
-            self.routed += 1
-            return self.stained.predict(image)
-        return self.familiar.predict(image)
+        return self.pipeline_for(image).predict(image)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("familiar", "build_stained", "reference", "routed", "_stained"):  # not set yet (copy, unpickling)
+        if name in ("familiar", "build_stained", "reference", "unfamiliar", "routed", "unfamiliar_count",
+                    "_stained"):  # not set yet (copy, unpickling)
             raise AttributeError(name)
         return getattr(self.familiar, name)

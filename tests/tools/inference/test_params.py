@@ -23,6 +23,21 @@ def test_round_trip_and_overrides(tmp_path):
     assert changed.tta == 1 and changed.postprocess.dilate == 1 and changed.postprocess.closing == 2
 
 
+def test_unfamiliar_params_round_trip_and_take_the_command_line_choices(tmp_path):
+    params = InferenceParams(postprocess={"min_score": 0.8}, unfamiliar={"tta": 8, "postprocess": {"min_score": 0.6}})
+    assert isinstance(params.unfamiliar, InferenceParams) and params.for_unfamiliar_images().tta == 8
+    save_params(params, tmp_path / "p.json")
+    again = load_params(tmp_path / "p.json")
+    assert again == params and again.unfamiliar.postprocess.min_score == 0.6
+    changed = again.with_overrides(tta=2, postprocess={"dilate": 1}, max_memory=1000)
+    for chosen in (changed, changed.unfamiliar):  # a command-line choice holds for every image
+        assert (chosen.tta, chosen.postprocess.dilate, chosen.max_memory_mb) == (2, 1, 1000)
+    assert (changed.postprocess.min_score, changed.unfamiliar.postprocess.min_score) == (0.8, 0.6)
+    assert InferenceParams(tta=3).for_unfamiliar_images().tta == 3  # none: the same choices
+    with pytest.raises(NucleiError, match="of their own"):
+        InferenceParams(unfamiliar={"unfamiliar": {}})
+
+
 def test_files_written_before_the_one_format_still_load(tmp_path):
     old = {"thresholds": {"foreground_threshold": 0.7}, "ensemble": {}, "postprocess": {"closing": 2},
            "tta": 1, "score": 0.51, "note": "tuned"}
@@ -40,6 +55,8 @@ def test_files_written_before_the_one_format_still_load(tmp_path):
     ({"postprocess": {"dilation": 1}}, "dilation"),
     ({"ensemble": {"mrcnn_weight": 2}}, "mrcnn_weight"),
     ({"merge": {"cluster_iou": 0}}, "cluster_iou"),
+    ({"unfamiliar": {"postprocess": {"min_score": 2}}}, "unfamiliar params: post-processing min_score"),
+    ({"unfamiliar": 8}, "unfamiliar"),
 ])
 def test_bad_values_name_the_file_and_the_field(tmp_path, document, word):
     path = tmp_path / "bad.json"

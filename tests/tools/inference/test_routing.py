@@ -1,4 +1,5 @@
-"""Unfamiliar stained images go to the stain-trained model (tools/inference/routing.py)."""
+"""Images unlike every training acquisition: stained ones to the stain-trained model, all of them to the
+params' unfamiliar choices (tools/inference/routing.py)."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from preprocessing.dataset import load_training_samples
 from preprocessing.domains import load_reference
 from preprocessing.image_types import classify_image
-from tools.inference.routing import StainRouter, goes_to_stain_model, stain_weights_for
+from tools.inference.routing import UnfamiliarRouter, goes_to_stain_model, route_of, stain_weights_for
 
 ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = load_reference(ROOT / "weights" / "training_domains.json")
@@ -21,6 +22,13 @@ def pink_scan(height=300, width=400, seed=0):
     image[...] = (235, 200, 215)
     image[100:140, 100:200] = (120, 60, 150)
     return image - rng.integers(0, 12, image.shape, dtype=np.uint8)
+
+
+def odd_grey(height=700, width=90):
+    """A grey image of a shape and layout no training acquisition has (flagged, not stained)."""
+    image = np.full((height, width, 3), 20, np.uint8)
+    image[100:140, 30:60] = 200
+    return image
 
 
 class Recorder:
@@ -47,7 +55,7 @@ def test_only_unfamiliar_colour_images_go_to_the_stain_model():
 
 def test_router_sends_each_image_to_one_pipeline_and_counts_the_routed_ones():
     familiar, stained, built = Recorder(1), Recorder(2), []
-    router = StainRouter(familiar, lambda: built.append(1) or stained, REFERENCE)
+    router = UnfamiliarRouter(familiar, REFERENCE, lambda: built.append(1) or stained)
     sample = load_training_samples([ROOT / "data" / "sample" / "stage1_train"], progress=False)[0]
     router.predict(sample.image)
     assert built == []  # the stain pipeline loads only when an image needs it
@@ -59,6 +67,20 @@ def test_router_sends_each_image_to_one_pipeline_and_counts_the_routed_ones():
     assert labels.max() == 1 and router.routed == 2
     assert (familiar.calls, stained.calls) == (2, 2)
     assert router.params == "params-1"  # everything else is the shipped pipeline's
+    labels, _ = router.predict(odd_grey())  # flagged but grey: without unfamiliar params, the shipped pipeline
+    assert labels.max() == 1 and (router.routed, router.unfamiliar_count) == (2, 3)
+
+
+def test_flagged_grey_images_and_colour_ones_without_a_stain_model_take_the_unfamiliar_pipeline():
+    familiar, unfamiliar = Recorder(1), Recorder(3)
+    assert route_of(odd_grey(), REFERENCE) == "unfamiliar" and route_of(pink_scan(), REFERENCE) == "stained"
+    router = UnfamiliarRouter(familiar, REFERENCE, unfamiliar=unfamiliar)
+    sample = load_training_samples([ROOT / "data" / "sample" / "stage1_train"], progress=False)[0]
+    assert [router.predict(image)[0].max() for image in (odd_grey(), pink_scan(), sample.image)] == [3, 3, 1]
+    assert (router.routed, router.unfamiliar_count, unfamiliar.calls) == (0, 2, 2)
+    stained = Recorder(2)
+    both = UnfamiliarRouter(familiar, REFERENCE, lambda: stained, unfamiliar)
+    assert [both.predict(image)[0].max() for image in (odd_grey(), pink_scan())] == [3, 2]
 
 
 def test_stain_weights_are_found_beside_the_weights_only(tmp_path):
@@ -75,6 +97,15 @@ def test_shipped_pipelines_route_and_can_be_told_not_to(model):
     from tools.inference.pipeline import InferencePipeline
 
     routed = build_pipeline(model)
-    assert isinstance(routed, StainRouter)
-    assert routed.stained.params == routed.familiar.params  # the same thresholds for both networks
-    assert isinstance(build_pipeline(model, stain_models=False), InferencePipeline)
+    assert isinstance(routed, UnfamiliarRouter)
+    if model == "mrcnn":  # weights/mrcnn.params.json: flagged images get 8-way TTA, on either network
+        assert routed.unfamiliar.params == routed.familiar.params.unfamiliar and routed.unfamiliar.params.tta == 8
+        assert routed.stained.params == routed.unfamiliar.params and routed.familiar.params.tta == 1
+        assert routed.unfamiliar.instance is routed.familiar.instance  # the same network, not loaded twice
+        no_stain = build_pipeline(model, stain_models=False)
+        assert no_stain.build_stained is None and no_stain.unfamiliar.params.tta == 8
+    else:  # the U-Net's params have no unfamiliar choices: the stain network, the same thresholds
+        assert routed.unfamiliar is None and routed.stained.params == routed.familiar.params
+        assert isinstance(build_pipeline(model, stain_models=False), InferencePipeline)
+    plain = build_pipeline(model, stain_models=False, unfamiliar_params=False)
+    assert isinstance(plain, InferencePipeline) and plain.params.unfamiliar is None
