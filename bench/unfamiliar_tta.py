@@ -46,6 +46,8 @@ def main() -> int:
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"))
     parser.add_argument("--domains", default=str(ROOT / "bench" / "results" / "domains.json"))
     parser.add_argument("--sample-seeds", type=int, default=3)
+    parser.add_argument("--test-only", action="store_true",
+                        help="time the stage-1 test images again (a quiet CPU), keeping the labelled sets of --out")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "unfamiliar_tta.json"))
     args = parser.parse_args()
 
@@ -57,6 +59,14 @@ def main() -> int:
     from tools.inference.tuning import objective, validation_set
     from tools.kaggle.metric import image_score
 
+    reference = load_reference(ROOT / "weights" / "training_domains.json")
+    pipelines = dict(zip(WAYS, (build_pipeline("mrcnn", unfamiliar_params=False), build_pipeline("mrcnn"))))
+    if args.test_only:
+        import json
+
+        results = json.loads(Path(args.out).read_text())
+        results["test_command"] = "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:])
+        return time_test(args, pipelines, reference, results)
     val, domains = validation_set([args.data], exclude_roots=(args.sample,), run_dir=ROOT / "weights",
                                   domains=args.domains)
     sample = load_training_samples([args.sample], progress=False)
@@ -68,8 +78,6 @@ def main() -> int:
         rng = np.random.default_rng(seed)
         sets[f"shifted sample s{seed}"] = [(s.image_id, *shift_sample(s, rng)) for s in sample]
     balanced = {"val", "shifted val"}
-    reference = load_reference(ROOT / "weights" / "training_domains.json")
-    pipelines = dict(zip(WAYS, (build_pipeline("mrcnn", unfamiliar_params=False), build_pipeline("mrcnn"))))
     results = {"command": "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:]), "sets": {}}
     for part, items in sets.items():
         flagged = [image_id for image_id, image, _ in items if unfamiliar_image(image, reference) is not None]
@@ -88,6 +96,13 @@ def main() -> int:
             f"{way}: {row[way]['score']:.4f} (flagged {row[way]['flagged_mean'] or 0:.4f}, {row[way]['found']} "
             f"of {row['true']})" for way in WAYS), flush=True)
         save_json_atomic(args.out, results)
+    return time_test(args, pipelines, reference, results)
+
+
+def time_test(args: argparse.Namespace, pipelines: dict, reference: dict, results: dict) -> int:
+    """The stage-1 test images both ways: flagged images, nuclei found, pipeline seconds per image."""
+    from preprocessing.dataset import read_image
+    from tools.inference.folder import unfamiliar_image
 
     test = [(path.parent.parent.name, read_image(path)) for path in sorted(Path(args.test).glob("*/images/*.png"))]
     row = {"images": len(test), "flagged": [i for i, image in test if unfamiliar_image(image, reference) is not None]}

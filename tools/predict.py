@@ -24,7 +24,8 @@ Test time: ``--tta N`` averages N of the 15 transforms of tools/inference/tta.py
 ``--fill-holes``, ``--closing``, ``--min-size``, ``--max-count``, ``--drop-inverted`` post-process every
 image (tools/inference/postprocess.py); ``--params`` reads the choices made by ``python -m tools.tune``
 (flags given on the command line win). ``--preset fast``: the Mask R-CNN in bfloat16 (where the
-CPU computes it natively), the fastest pipeline at the shipped quality.
+CPU computes it natively), one pass for every image (``--no-unfamiliar-params``), the fastest
+pipeline at the shipped quality.
 """
 
 import argparse
@@ -37,7 +38,8 @@ from tools.cli import run_command
 
 
 # --preset NAME: choices for a kind of use; options given on the command line override them.
-PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "auto"}}  # auto: bfloat16 where the CPU has it
+# fast: auto = bfloat16 where the CPU has it; one pass for every image, flagged ones included
+PREDICT_PRESETS = {"fast": {"model": "mrcnn", "precision": "auto", "no_unfamiliar_params": True}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +112,7 @@ POSTPROCESS_FLAGS = ("dilate", "fill_holes", "closing", "min_size", "max_count",
 
 def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
     """Fill --model and --precision from --preset where they were not given, then the defaults
-    (unet, float32). The fast preset's bfloat16 applies only where the CPU computes it natively
+    (unet, float32); the fast preset also sets --no-unfamiliar-params. The fast preset's bfloat16 applies only where the CPU computes it natively
     (elsewhere it is emulated and slower): float32 there, with a note."""
     preset = dict(PREDICT_PRESETS.get(args.preset) or {})
     if preset.get("precision") == "auto" and args.precision is None:
@@ -119,6 +121,7 @@ def apply_preset(args: argparse.Namespace) -> argparse.Namespace:
             print("note: this CPU has no native bfloat16 (AVX512-BF16 or AMX): the fast preset runs in float32")
     args.model = args.model or _model_of_weights(args.weights) or preset.get("model", "unet")
     args.precision = resolve_precision(args.precision or preset.get("precision", "float32"))
+    args.no_unfamiliar_params = bool(getattr(args, "no_unfamiliar_params", False) or preset.get("no_unfamiliar_params"))
     return args
 
 

@@ -122,9 +122,10 @@ def test_fast_preset_is_the_bfloat16_mask_rcnn_where_the_cpu_has_it(monkeypatch,
     base = ["--images", "in", "--out", "out"]
     fast = apply_preset(build_parser().parse_args(base + ["--preset", "fast"]))
     assert (fast.model, fast.precision) == ("mrcnn", "bfloat16" if native else "float32")
+    assert fast.no_unfamiliar_params  # one pass for every image: the speed the preset is for
     assert ("no native bfloat16" in capsys.readouterr().out) is not native
     plain = apply_preset(build_parser().parse_args(base))
-    assert (plain.model, plain.precision) == ("unet", "float32")
+    assert (plain.model, plain.precision) == ("unet", "float32") and not plain.no_unfamiliar_params
     explicit = apply_preset(build_parser().parse_args(base + ["--preset", "fast", "--model", "unet",
                                                                "--precision", "float32"]))
     assert (explicit.model, explicit.precision) == ("unet", "float32")  # given options win
