@@ -207,7 +207,8 @@ def predict(args: argparse.Namespace) -> int:
     started = time.time()
     counts = predict_folder(pipeline, args.images, args.out, not args.no_overlays, not args.no_labels,
                             progress=True, keep_labels=keep, shard=args.shard, resume=args.resume, settings=settings,
-                            reference=training_domains_for(weights.values()))
+                            # the router's own reference, so that it takes the folder's check of each image
+                            reference=getattr(pipeline, "reference", None) or training_domains_for(weights.values()))
     elapsed = time.time() - started
     if getattr(pipeline, "routed", 0):
         print(f"{pipeline.routed} unfamiliar stained image{'s' if pipeline.routed != 1 else ''} predicted by the "

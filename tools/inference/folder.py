@@ -315,7 +315,10 @@ def predict_folder(predictor: Any, images_dir: str | Path, out_dir: str | Path, 
             far = unfamiliar_image(image, reference)
             if far is not None:
                 unfamiliar[image_id] = far
-        labels, _ = predictor.predict(image)
+        if reference is not None and getattr(predictor, "reference", None) is reference:
+            labels, _ = predictor.predict(image, flagged=far is not None)  # a router: no second check
+        else:
+            labels, _ = predictor.predict(image)
         if label_images:
             write_png(out_dir / "labels" / f"{image_id}.png", labels.astype(np.uint16), PNG_COMPRESSION)
         if overlays:

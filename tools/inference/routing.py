@@ -48,13 +48,18 @@ def goes_to_stain_model(image: np.ndarray, reference: dict) -> bool:
     return route_of(image, reference) == "stained"
 
 
-def route_of(image: np.ndarray, reference: dict) -> str:
+def route_of(image: np.ndarray, reference: dict, flagged: bool | None = None) -> str:
     """'familiar', 'stained' (a colour image unlike every training acquisition) or 'unfamiliar'
-    (a grey one) for uint8 [H, W, 3] ``image``."""
+    (a grey one) for uint8 [H, W, 3] ``image``.
+
+    flagged: whether ``unfamiliar_image(image, reference)`` flags it, where the caller has just
+    checked (tools.inference.folder.predict_folder does, for its report); None: checked here."""
     from preprocessing.image_types import classify_image
     from tools.inference.folder import unfamiliar_image
 
-    if unfamiliar_image(image, reference) is None:
+    if flagged is None:
+        flagged = unfamiliar_image(image, reference) is not None
+    if not flagged:
         return "familiar"
     return "stained" if classify_image(image) == "histology" else "unfamiliar"
 
@@ -94,9 +99,10 @@ class UnfamiliarRouter:
             self._stained = self.build_stained()
         return self._stained
 
-    def pipeline_for(self, image: np.ndarray) -> Any:
-        """The pipeline that predicts uint8 [H, W, 3] ``image`` (counted as used)."""
-        route = route_of(image, self.reference)
+    def pipeline_for(self, image: np.ndarray, flagged: bool | None = None) -> Any:
+        """The pipeline that predicts uint8 [H, W, 3] ``image`` (counted as used); ``flagged``: as
+        :func:`route_of`'s."""
+        route = route_of(image, self.reference, flagged)
         if route == "familiar":
             return self.familiar
         self.unfamiliar_count += 1
@@ -105,9 +111,10 @@ class UnfamiliarRouter:
             return self.stained
         return self.unfamiliar if self.unfamiliar is not None else self.familiar
 
-    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 [H, W, 3] -> (int32 labels [H, W], float32 scores [N]), as InferencePipeline.predict."""
-        return self.pipeline_for(image).predict(image)
+    def predict(self, image: np.ndarray, flagged: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [H, W, 3] -> (int32 labels [H, W], float32 scores [N]), as InferencePipeline.predict;
+        ``flagged``: as :func:`route_of`'s (None: the router checks the image itself)."""
+        return self.pipeline_for(image, flagged).predict(image)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("familiar", "build_stained", "reference", "unfamiliar", "routed", "unfamiliar_count",

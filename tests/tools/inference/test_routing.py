@@ -83,6 +83,31 @@ def test_flagged_grey_images_and_colour_ones_without_a_stain_model_take_the_unfa
     assert [both.predict(image)[0].max() for image in (odd_grey(), pink_scan())] == [3, 2]
 
 
+def test_a_folder_checks_each_image_once_and_the_router_takes_its_answer(tmp_path, monkeypatch):
+    import tools.inference.folder as folder
+    from preprocessing.dataset import write_png
+
+    for name, image in (("grey", odd_grey()), ("pink", pink_scan())):
+        (tmp_path / "in" / name / "images").mkdir(parents=True)
+        write_png(tmp_path / "in" / name / "images" / f"{name}.png", image)
+    checks = []
+    real = folder.unfamiliar_image
+    monkeypatch.setattr(folder, "unfamiliar_image", lambda image, reference: checks.append(1) or real(image, reference))
+    familiar, unfamiliar, stained = Recorder(1), Recorder(3), Recorder(2)
+    router = UnfamiliarRouter(familiar, REFERENCE, lambda: stained, unfamiliar)
+    run = folder.predict_folder(router, tmp_path / "in", tmp_path / "out", overlays=False, progress=False,
+                                reference=router.reference)
+    assert len(checks) == 2 and sorted(run.unfamiliar) == ["grey", "pink"]
+    assert (unfamiliar.calls, stained.calls, router.unfamiliar_count) == (1, 1, 2)
+    # the router trusts the caller's answer: an image said to be familiar takes the familiar pipeline
+    assert router.predict(pink_scan(), flagged=False)[0].max() == 1
+    # another reference than the router's: the router checks for itself
+    checks.clear()
+    folder.predict_folder(router, tmp_path / "in", tmp_path / "out2", overlays=False, progress=False,
+                          reference=dict(REFERENCE))
+    assert len(checks) == 4
+
+
 def test_stain_weights_are_found_beside_the_weights_only(tmp_path):
     (tmp_path / "m.weights.h5").write_bytes(b"")
     assert stain_weights_for(tmp_path / "m.weights.h5") is None
