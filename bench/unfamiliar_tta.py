@@ -21,6 +21,13 @@ image the single pass of ``mrcnn.params.json``, the shipped pipeline until sessi
   seconds per image (pipeline only) both ways.
 
 Prints each set's score both ways and the flagged images' own mean.
+
+``--variant-tta N`` (repeatable; N = 1 keeps the unfamiliar set's score cut without TTA) scores
+the unfamiliar set with N transforms instead of 8, everything else as shipped, on the flagged
+images alone (every other image is predicted as by the single pass: the router sends it there)
+and times it on the stage-1 test; the two shipped ways are read from ``--out``:
+
+    python bench/unfamiliar_tta.py --variant-tta 1 --variant-tta 2 --variant-tta 4
 """
 
 import argparse
@@ -45,18 +52,22 @@ def main() -> int:
     parser.add_argument("--test", default=str(ROOT.parent / "shared" / "dsb2018" / "stage1_test"))
     parser.add_argument("--sample", default=str(ROOT / "data" / "sample" / "stage1_train"))
     parser.add_argument("--domains", default=str(ROOT / "bench" / "results" / "domains.json"))
-    parser.add_argument("--sample-seeds", type=int, default=3)
+    parser.add_argument("--sample-seeds", type=int, default=3, help="shifted sample seeds, from --first-sample-seed on")
+    parser.add_argument("--first-sample-seed", type=int, default=1)
+    parser.add_argument("--val-seed", type=int, default=0, help="the shifted validation's seed")
+    parser.add_argument("--skip-test", action="store_true", help="no stage-1 test timing")
     parser.add_argument("--test-only", action="store_true",
                         help="time the stage-1 test images again (a quiet CPU), keeping the labelled sets of --out")
+    parser.add_argument("--variant-tta", type=int, action="append", default=[], metavar="N",
+                        help="also score the unfamiliar set with N-way TTA (flagged images only; "
+                             "keeps the two shipped ways of --out)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "unfamiliar_tta.json"))
     args = parser.parse_args()
 
-    from preprocessing.dataset import load_training_samples, read_image
     from preprocessing.domains import load_reference
-    from protocols import shift_sample
     from tools.inference.folder import unfamiliar_image
     from tools.inference.models import build_pipeline
-    from tools.inference.tuning import objective, validation_set
+    from tools.inference.tuning import objective
     from tools.kaggle.metric import image_score
 
     reference = load_reference(ROOT / "weights" / "training_domains.json")
@@ -67,17 +78,10 @@ def main() -> int:
         results = json.loads(Path(args.out).read_text())
         results["test_command"] = "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:])
         return time_test(args, pipelines, reference, results)
-    val, domains = validation_set([args.data], exclude_roots=(args.sample,), run_dir=ROOT / "weights",
-                                  domains=args.domains)
-    sample = load_training_samples([args.sample], progress=False)
-    rng = np.random.default_rng(0)  # bench/protocols.py's shifts
-    sets = {"val": [(s.image_id, s.image, s.labels) for s in val],
-            "sample": [(s.image_id, s.image, s.labels) for s in sample],
-            "shifted val": [(s.image_id, *shift_sample(s, rng)) for s in val]}
-    for seed in range(1, args.sample_seeds + 1):
-        rng = np.random.default_rng(seed)
-        sets[f"shifted sample s{seed}"] = [(s.image_id, *shift_sample(s, rng)) for s in sample]
-    balanced = {"val", "shifted val"}
+    sets, domains = labelled_sets(args)
+    if args.variant_tta:
+        return score_variants(args, sets, domains, reference, pipelines)
+    balanced = {"val", "shifted val", f"shifted val s{args.val_seed}"}
     results = {"command": "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:]), "sets": {}}
     for part, items in sets.items():
         flagged = [image_id for image_id, image, _ in items if unfamiliar_image(image, reference) is not None]
@@ -99,11 +103,78 @@ def main() -> int:
     return time_test(args, pipelines, reference, results)
 
 
+def labelled_sets(args: argparse.Namespace) -> tuple[dict[str, list], dict]:
+    """{set name: [(id, image, labels)]} and the validation's domains (bench/protocols.py's shifts)."""
+    from preprocessing.dataset import load_training_samples
+    from protocols import shift_sample
+    from tools.inference.tuning import validation_set
+
+    val, domains = validation_set([args.data], exclude_roots=(args.sample,), run_dir=ROOT / "weights",
+                                  domains=args.domains)
+    sample = load_training_samples([args.sample], progress=False)
+    rng = np.random.default_rng(args.val_seed)  # bench/protocols.py's shifts (seed 0 there)
+    sets = {"val": [(s.image_id, s.image, s.labels) for s in val],
+            "sample": [(s.image_id, s.image, s.labels) for s in sample],
+            "shifted val" + (f" s{args.val_seed}" if args.val_seed else ""): [(s.image_id, *shift_sample(s, rng)) for s in val]}
+    for seed in range(args.first_sample_seed, args.first_sample_seed + args.sample_seeds):
+        rng = np.random.default_rng(seed)
+        sets[f"shifted sample s{seed}"] = [(s.image_id, *shift_sample(s, rng)) for s in sample]
+    return sets, domains
+
+
+def score_variants(args: argparse.Namespace, sets: dict[str, list], domains: dict, reference: dict,
+                   pipelines: dict) -> int:
+    """The unfamiliar set with each ``--variant-tta`` N on the flagged images, the rest as --out has it."""
+    import json
+
+    from tools.inference.folder import unfamiliar_image
+    from tools.inference.models import build_pipeline, resolve_params
+    from tools.inference.tuning import objective
+    from tools.kaggle.metric import image_score
+
+    results = json.loads(Path(args.out).read_text())
+    results["variant_command"] = "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:])
+    shipped, _ = resolve_params("mrcnn", None, None)
+    single = pipelines[WAYS[0]]
+    variants = {}
+    for ways in args.variant_tta:
+        params = shipped.replace(unfamiliar=shipped.unfamiliar.replace(tta=ways))
+        variants[f"unfamiliar: {ways}-way TTA"] = build_pipeline("mrcnn", params=params)
+    balanced = {"val", "shifted val", f"shifted val s{args.val_seed}"}
+    for part, items in sets.items():
+        row = results["sets"][part]
+        flagged = [image_id for image_id, image, _ in items if unfamiliar_image(image, reference) is not None]
+        if flagged != row["flagged"]:
+            raise SystemExit(f"{part}: flagged images differ from {args.out}'s; run without --variant-tta first")
+        on_flagged = [(image, labels) for image_id, image, labels in items if image_id in flagged]
+        # unflagged images: the single pass, as routed; nuclei found = the single pass's less its flagged ones'
+        single_flagged = sum(int(single.predict(image)[0].max()) for image, _ in on_flagged)
+        for way, pipeline in variants.items():
+            scores = dict(row[WAYS[0]]["per_image"])
+            found = row[WAYS[0]]["found"] - single_flagged
+            for image_id, image, labels in items:
+                if image_id in flagged:
+                    result = image_score(labels, pipeline.predict(image)[0])
+                    found += result["n_pred"]
+                    scores[image_id] = float(result["score"])
+            row[way] = {"score": objective(scores, domains if part in balanced else None),
+                        "flagged_mean": float(np.mean([scores[i] for i in flagged])) if flagged else None,
+                        "found": int(found), "per_image": scores}
+        print(f"{part:18s} {len(flagged):2d}/{len(items)} flagged  " + "  ".join(
+            f"{way}: {row[way]['score']:.4f} (flagged {row[way]['flagged_mean'] or 0:.4f}, {row[way]['found']})"
+            for way in (*WAYS, *variants)), flush=True)
+        save_json_atomic(args.out, results)
+    return time_test(args, {**pipelines, **variants}, reference, results)
+
+
 def time_test(args: argparse.Namespace, pipelines: dict, reference: dict, results: dict) -> int:
-    """The stage-1 test images both ways: flagged images, nuclei found, pipeline seconds per image."""
+    """The stage-1 test images each way (in one run, so the timings compare): flagged images, nuclei
+    found, pipeline seconds per image."""
     from preprocessing.dataset import read_image
     from tools.inference.folder import unfamiliar_image
 
+    if args.skip_test:
+        return 0
     test = [(path.parent.parent.name, read_image(path)) for path in sorted(Path(args.test).glob("*/images/*.png"))]
     row = {"images": len(test), "flagged": [i for i, image in test if unfamiliar_image(image, reference) is not None]}
     for way, pipeline in pipelines.items():
@@ -116,7 +187,7 @@ def time_test(args: argparse.Namespace, pipelines: dict, reference: dict, result
         row[way] = {"found": found, "seconds_per_image": (time.time() - started) / len(test)}
     results["sets"]["stage-1 test"] = row
     print(f"{'stage-1 test':18s} {len(row['flagged']):2d}/{len(test)} flagged  " + "  ".join(
-        f"{way}: {row[way]['found']} nuclei, {row[way]['seconds_per_image']:.2f} s/image" for way in WAYS))
+        f"{way}: {row[way]['found']} nuclei, {row[way]['seconds_per_image']:.2f} s/image" for way in pipelines))
     save_json_atomic(args.out, results)
     print(f"wrote {args.out}")
     return 0
