@@ -71,8 +71,13 @@ def kendall_tau(a: dict[str, float], b: dict[str, float]) -> float:
     return float(agree / len(pairs))
 
 
-def shift_sample(sample, rng: np.random.Generator):
-    """(image, labels) of ``sample`` moved to an unseen acquisition (see the module doc)."""
+def shift_sample(sample, rng: np.random.Generator, vary_colour: bool = False):
+    """(image, labels) of ``sample`` moved to an unseen acquisition (see the module doc).
+
+    ``vary_colour``: colour images get a stain change and a magnification drawn from ``rng``
+    around the fixed ones (PINK_HE's eosin scale 1.1-1.5, haematoxylin 0.8-1.2, eosin and DAB
+    shifts 0.5-1.5x PINK_HE's; 1.5-2.5x), so that seeds differ on colour images too; by default
+    (every figure before session 28) a colour image is shifted the same way whatever the seed."""
     import cv2
 
     from preprocessing.augment import from_stains, to_stains
@@ -82,8 +87,12 @@ def shift_sample(sample, rng: np.random.Generator):
     if grey:
         factor = 2.0 if rng.random() < 0.5 else 0.6
     else:
-        image = from_stains(to_stains(image) * np.array(PINK_HE["scale"]) + np.array(PINK_HE["shift"]))
-        factor = 2.0
+        scale, shift, factor = np.array(PINK_HE["scale"]), np.array(PINK_HE["shift"]), 2.0
+        if vary_colour:
+            scale = np.array([rng.uniform(0.8, 1.2), rng.uniform(1.1, 1.5), 1.0])
+            shift = shift * rng.uniform(0.5, 1.5, 3)
+            factor = float(rng.uniform(1.5, 2.5))
+        image = from_stains(to_stains(image) * scale + shift)
     height, width = labels.shape
     size = (max(16, round(width * factor)), max(16, round(height * factor)))
     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)

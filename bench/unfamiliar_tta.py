@@ -55,6 +55,8 @@ def main() -> int:
     parser.add_argument("--sample-seeds", type=int, default=3, help="shifted sample seeds, from --first-sample-seed on")
     parser.add_argument("--first-sample-seed", type=int, default=1)
     parser.add_argument("--val-seed", type=int, default=0, help="the shifted validation's seed")
+    parser.add_argument("--vary-colour", action="store_true",
+                        help="shift colour images by a stain and magnification drawn per seed (protocols.shift_sample)")
     parser.add_argument("--skip-test", action="store_true", help="no stage-1 test timing")
     parser.add_argument("--test-only", action="store_true",
                         help="time the stage-1 test images again (a quiet CPU), keeping the labelled sets of --out")
@@ -113,12 +115,13 @@ def labelled_sets(args: argparse.Namespace) -> tuple[dict[str, list], dict]:
                                   domains=args.domains)
     sample = load_training_samples([args.sample], progress=False)
     rng = np.random.default_rng(args.val_seed)  # bench/protocols.py's shifts (seed 0 there)
+    shifted_val = "shifted val" + (f" s{args.val_seed}" if args.val_seed else "")
     sets = {"val": [(s.image_id, s.image, s.labels) for s in val],
             "sample": [(s.image_id, s.image, s.labels) for s in sample],
-            "shifted val" + (f" s{args.val_seed}" if args.val_seed else ""): [(s.image_id, *shift_sample(s, rng)) for s in val]}
+            shifted_val: [(s.image_id, *shift_sample(s, rng, args.vary_colour)) for s in val]}
     for seed in range(args.first_sample_seed, args.first_sample_seed + args.sample_seeds):
         rng = np.random.default_rng(seed)
-        sets[f"shifted sample s{seed}"] = [(s.image_id, *shift_sample(s, rng)) for s in sample]
+        sets[f"shifted sample s{seed}"] = [(s.image_id, *shift_sample(s, rng, args.vary_colour)) for s in sample]
     return sets, domains
 
 
