@@ -146,6 +146,9 @@ def main() -> int:
                         help="also score the validation images against the masks of this Kaggle-layout folder "
                              "(e.g. the community-fixed set)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vary-colour", action="store_true",
+                        help="shifted protocol: a stain change and magnification drawn per colour image and seed "
+                             "(shift_sample's vary_colour; by default one fixed shift for every colour image)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "protocols.json"))
     args = parser.parse_args()
 
@@ -155,7 +158,7 @@ def main() -> int:
     samples, domains = validation_set(args.data, 0.1, 0, args.max_images, args.exclude, domains=args.domains)
     rng = np.random.default_rng(args.seed)
     plain = [(s.image_id, s.image, s.labels) for s in samples]
-    shifted = [(s.image_id, *shift_sample(s, rng)) for s in samples]
+    shifted = [(s.image_id, *shift_sample(s, rng, args.vary_colour)) for s in samples]
     names = [name for name in args.pipelines.split(",") if name]
     for text in args.candidate:
         name, _, files = text.partition("=")
