@@ -46,6 +46,17 @@ from preprocessing.files import save_json_atomic  # noqa: E402
 WAYS = ("single pass everywhere", "unfamiliar: 8-way TTA")
 
 
+def balanced(part: str) -> bool:
+    """Whether set ``part`` is scored domain-balanced (the validation sets) or as a mean over images."""
+    return part == "val" or part.startswith("shifted val")
+
+
+def shifts(args: argparse.Namespace) -> dict:
+    """The shift choices that make the labelled sets (stored in --out, checked by --variant-tta)."""
+    return {"val_seed": args.val_seed, "first_sample_seed": args.first_sample_seed,
+            "sample_seeds": args.sample_seeds, "vary_colour": args.vary_colour}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "dsb2018" / "stage1_train"))
@@ -83,8 +94,8 @@ def main() -> int:
     sets, domains = labelled_sets(args)
     if args.variant_tta:
         return score_variants(args, sets, domains, reference, pipelines)
-    balanced = {"val", "shifted val", f"shifted val s{args.val_seed}"}
-    results = {"command": "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:]), "sets": {}}
+    results = {"command": "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:]), "shifts": shifts(args),
+               "sets": {}}
     for part, items in sets.items():
         flagged = [image_id for image_id, image, _ in items if unfamiliar_image(image, reference) is not None]
         row = {"images": len(items), "flagged": flagged}
@@ -93,7 +104,7 @@ def main() -> int:
             for image_id, image, labels in items:
                 result = image_score(labels, pipeline.predict(image)[0])
                 scores[image_id], found = float(result["score"]), found + result["n_pred"]
-            row[way] = {"score": objective(scores, domains if part in balanced else None),
+            row[way] = {"score": objective(scores, domains if balanced(part) else None),
                         "flagged_mean": float(np.mean([scores[i] for i in flagged])) if flagged else None,
                         "found": found, "per_image": scores}
         row["true"] = int(sum(len(np.unique(labels)) - 1 for _, _, labels in items))
@@ -135,7 +146,12 @@ def score_variants(args: argparse.Namespace, sets: dict[str, list], domains: dic
     from tools.inference.tuning import objective
     from tools.kaggle.metric import image_score
 
+    if not Path(args.out).is_file():
+        raise SystemExit(f"{args.out}: not found; run without --variant-tta first (same shift options)")
     results = json.loads(Path(args.out).read_text())
+    if results.get("shifts") != shifts(args) or set(sets) - set(results["sets"]):
+        raise SystemExit(f"{args.out} was made with other shifts ({results.get('shifts')}) or lacks sets of "
+                         f"these ({shifts(args)}); run without --variant-tta first, with the same options")
     results["variant_command"] = "python bench/unfamiliar_tta.py " + " ".join(sys.argv[1:])
     shipped, _ = resolve_params("mrcnn", None, None)
     single = pipelines[WAYS[0]]
@@ -143,7 +159,6 @@ def score_variants(args: argparse.Namespace, sets: dict[str, list], domains: dic
     for ways in args.variant_tta:
         params = shipped.replace(unfamiliar=shipped.unfamiliar.replace(tta=ways))
         variants[f"unfamiliar: {ways}-way TTA"] = build_pipeline("mrcnn", params=params)
-    balanced = {"val", "shifted val", f"shifted val s{args.val_seed}"}
     for part, items in sets.items():
         row = results["sets"][part]
         flagged = [image_id for image_id, image, _ in items if unfamiliar_image(image, reference) is not None]
@@ -160,7 +175,7 @@ def score_variants(args: argparse.Namespace, sets: dict[str, list], domains: dic
                     result = image_score(labels, pipeline.predict(image)[0])
                     found += result["n_pred"]
                     scores[image_id] = float(result["score"])
-            row[way] = {"score": objective(scores, domains if part in balanced else None),
+            row[way] = {"score": objective(scores, domains if balanced(part) else None),
                         "flagged_mean": float(np.mean([scores[i] for i in flagged])) if flagged else None,
                         "found": int(found), "per_image": scores}
         print(f"{part:18s} {len(flagged):2d}/{len(items)} flagged  " + "  ".join(
