@@ -16,7 +16,9 @@ stage):
 * ``mask56``: ``--mask-shape 56 --warm-start weights/mrcnn.weights.h5`` (a second 2x upsampling
   in the mask head, starting as nearest-neighbour so the masks start as the shipped model's;
   targets from the 56 x 56 mini masks the shipped config already keeps). Its untrained start is
-  scored too (``mask56 start``), which checks that start.
+  scored too (``mask56 start``), which checks that start;
+* ``mask56_only``: the same with only the mask head training (``--layers 'mrcnn_mask.*'``): the
+  shipped model's detections unchanged, so what moves is the outlines alone.
 
 Each, and the shipped model untouched, is scored with the shipped params
 (weights/mrcnn.params.json: post-processing and the 0.6 mask threshold) on the validation images
@@ -35,6 +37,8 @@ VARIANTS = {
     "single": ["--warm-start", "weights/mrcnn.weights.h5"],
     "cascade": ["--cascade", "3", "--cascade-from", "weights/mrcnn.weights.h5"],
     "mask56": ["--mask-shape", "56", "--warm-start", "weights/mrcnn.weights.h5"],
+    # the mask head alone trains (the last --layers wins): the shipped detections, finer outlines
+    "mask56_only": ["--mask-shape", "56", "--warm-start", "weights/mrcnn.weights.h5", "--layers", "mrcnn_mask.*"],
 }
 
 
@@ -78,7 +82,10 @@ def main() -> int:
 
     val, domains, sample = load_sets(args)
     models = [("shipped", ROOT / "weights" / "mrcnn.weights.h5")]
-    if "mask56" in runs:
+    from mrcnn.config import Config
+
+    shipped_masks = Config.load(ROOT / "weights" / "mrcnn.json").MASK_SHAPE[0]
+    if ("mask56" in runs or "mask56_only" in runs) and shipped_masks < 56:  # 56 ships since session 29
         models.append(("mask56 start", finer_masks_start(Path(args.work) / "mask56_start")))
     settings = {}
     for name, weights in [*models, *runs.items()]:

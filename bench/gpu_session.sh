@@ -28,8 +28,9 @@
 # UNET_EXTRA / MRCNN_EXTRA: more tools.train options for one model, e.g. UNET_EXTRA="--precision
 # bfloat16" (1.3x / 1.6x faster training steps on this CPU, not yet measured on a GPU) or
 # UNET_EXTRA="--distance-head" (issue 14; a new head: ship it only if it wins, bench/RESULTS.md),
-# or MRCNN_EXTRA="--mask-shape 56" (issue 14: 56-pixel masks warm-started from the shipped 28-pixel
-# model; +0.005 / +0.007 on validation in 20-minute CPU fine-tunes, mixed on the sample).
+# or MRCNN_EXTRA="--cascade 3 --cascade-from weights/mrcnn.weights.h5" (issue 14). The shipped Mask
+# R-CNN has 56-pixel masks since session 29 (weights/mrcnn.json); WARM_FROM=stain turns the 28-pixel
+# stain model into one as it loads (nearest-neighbour start, mrcnn.model.warm_start_finer_masks).
 # Back here: weights in $OUT/{unet,mrcnn}.weights.h5 (float16 values, + .json, logs; the split is
 # weights/split.json less the ids the fixes drop); score and ship them with
 #   python -m tools.evaluate / bench/protocols.py, python -m tools.tune (cross-domain check),

@@ -1,6 +1,7 @@
 """How the Mask R-CNN's masks become outlines, per IoU threshold (issue 14).
 
     python bench/mask_paste.py --out bench/results/mask_paste.json
+    python bench/mask_paste.py --weights RUN/model.weights.h5 --settings soft:0.5,soft:0.6,soft:0.7 --out m.json
 
 The shipped Mask R-CNN's detections (single pass) on the validation images of
 ``weights/split.json`` and on the bundled sample are computed once; each (MASK_PASTE,
@@ -14,7 +15,7 @@ weights/mrcnn.params.json carries it).
 import argparse
 import sys
 
-from per_iou import add_data_options, load_sets, report, score_settings
+from per_iou import ROOT, add_data_options, load_sets, report, score_settings
 
 SETTINGS = (("soft", 0.5), ("binary", 0.5), ("soft", 0.4), ("soft", 0.6), ("soft", 0.7), ("soft", 0.8))
 
@@ -22,14 +23,25 @@ SETTINGS = (("soft", 0.5), ("binary", 0.5), ("soft", 0.4), ("soft", 0.6), ("soft
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_options(parser, "mask_paste.json")
+    parser.add_argument("--weights", help="another Mask R-CNN (its config JSON beside it; default: the shipped one)")
+    parser.add_argument("--settings", help="MODE:THRESHOLD,... (default: " +
+                        ",".join(f"{m}:{t}" for m, t in SETTINGS) + ")")
     args = parser.parse_args()
+    settings = SETTINGS
+    if args.settings:
+        try:
+            settings = [(mode, float(value)) for mode, value in
+                        (item.split(":") for item in args.settings.split(","))]
+        except ValueError:
+            parser.error(f"--settings {args.settings!r}: expected MODE:THRESHOLD,... such as soft:0.6")
 
     from mrcnn.paste import detections_to_labels
     from tools.inference.models import build_pipeline
     from tools.inference.postprocess import postprocess
 
     val, domains, sample = load_sets(args)
-    pipeline = build_pipeline("mrcnn")
+    # the shipped params (post-processing) whatever the network
+    pipeline = build_pipeline("mrcnn", weights=args.weights, params=ROOT / "weights" / "mrcnn.params.json")
     detections = {s.image_id: pipeline.instance.predictor.detect(s.image) for s in val + sample}
 
     def paster(mode, threshold):
@@ -41,10 +53,10 @@ def main() -> int:
 
         return labels_of
 
-    results = score_settings({f"{mode} {threshold}": paster(mode, threshold) for mode, threshold in SETTINGS},
+    results = score_settings({f"{mode} {threshold}": paster(mode, threshold) for mode, threshold in settings},
                              val, domains, sample)
     print(f"{len(val)} validation images ({len(set(domains.values()))} domains), {len(sample)} sample images; "
-          "shipped Mask R-CNN and post-processing")
+          f"{args.weights or 'shipped Mask R-CNN'}, shipped post-processing")
     report(results, "paste, threshold", args.out, "python bench/mask_paste.py " + " ".join(sys.argv[1:]))
     return 0
 
