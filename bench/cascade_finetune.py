@@ -18,7 +18,9 @@ stage):
   targets from the 56 x 56 mini masks the shipped config already keeps). Its untrained start is
   scored too (``mask56 start``), which checks that start;
 * ``mask56_only``: the same with only the mask head training (``--layers 'mrcnn_mask.*'``): the
-  shipped model's detections unchanged, so what moves is the outlines alone.
+  shipped model's detections unchanged, so what moves is the outlines alone (how the 56-pixel
+  head shipped in session 29). With the shipped model at 56 already, both ``mask56`` variants are
+  plain warm starts (more training of the same head) and ``mask56 start`` is not scored.
 
 Each, and the shipped model untouched, is scored with the shipped params
 (weights/mrcnn.params.json: post-processing and the 0.6 mask threshold) on the validation images

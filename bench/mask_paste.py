@@ -34,6 +34,10 @@ def main() -> int:
                         (item.split(":") for item in args.settings.split(","))]
         except ValueError:
             parser.error(f"--settings {args.settings!r}: expected MODE:THRESHOLD,... such as soft:0.6")
+        from mrcnn.paste import PASTE_MODES
+
+        if any(mode not in PASTE_MODES for mode, _ in settings):
+            parser.error(f"--settings {args.settings!r}: MODE is one of {', '.join(PASTE_MODES)}")
 
     from mrcnn.paste import detections_to_labels
     from tools.inference.models import build_pipeline
